@@ -1,0 +1,20 @@
+# Tessera's build entry points. `make test` is the test command CI runs.
+CARGO ?= cargo
+
+.PHONY: test fmt-check clippy build release run bench compare crash-test
+
+test: fmt-check clippy
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+build:
+	$(CARGO) build --workspace
+
+release:
+	$(CARGO) build --workspace --release

@@ -1,0 +1,1 @@
+//! Tessera's per-core store (placeholder until the engine lands).

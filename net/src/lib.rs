@@ -1,0 +1,5 @@
+//! Tessera's network layer: the RESP2/RESP3 server that presents each core as
+//! one Redis Cluster node, the smart client and the load generator.
+
+pub mod cluster;
+pub mod handler;
