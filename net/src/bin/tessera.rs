@@ -1,0 +1,48 @@
+//! `tessera [flags]`: start the server in the foreground. See `--help`.
+
+use std::process::ExitCode;
+
+use tessera_net::ceiling::Ceiling;
+use tessera_net::config::{parse_args, Command, USAGE};
+use tessera_net::server;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
+    let cpus = server::usable_cpus().len().clamp(1, usize::from(u16::MAX)) as u16;
+    let config = match parse_args(std::env::args().skip(1), cpus) {
+        Ok(Command::Run(config)) => config,
+        Ok(Command::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("tessera {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("tessera: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = if config.ceiling {
+        server::run(&config, |_| Ok(Ceiling))
+    } else {
+        // The command layer lands with the `proto` branch; until then the
+        // default is the ceiling responder as well.
+        server::run(&config, |_| Ok(Ceiling))
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            eprintln!("tessera: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,647 @@
+//! One core's network loop: a raw io_uring ring driven from inside the
+//! core's glommio executor.
+//!
+//! Why not glommio's `TcpStream`: it does a `recv`/`send` syscall per call
+//! and uses its ring only to wait for readiness, which measured at twice
+//! Redis' CPU per request. Here one ring per core (SINGLE_ISSUER +
+//! DEFER_TASKRUN) carries a multishot accept, one multishot receive per
+//! connection into a provided-buffer ring, and one send per connection per
+//! round, and a round costs one `io_uring_enter` plus one wake-up.
+//!
+//! How glommio and the ring meet: the ring signals completions on an
+//! eventfd (`IORING_REGISTER_EVENTFD`; with DEFER_TASKRUN the kernel signals
+//! it when completion work is queued for us). glommio 0.9 has no public way
+//! to await an arbitrary fd's readiness (`Reactor::poll_read_ready` is
+//! crate-private), so the loop awaits a glommio `BufferedFile::read_at` of
+//! 8 bytes on a dup of the (blocking) eventfd: glommio submits an io_uring
+//! read that the kernel arms on the eventfd's poll queue, and the executor
+//! parks until it completes. Idle costs no CPU, glommio keeps scheduling
+//! other tasks, timers and the handler's DMA writes meanwhile. The wait is
+//! skipped while completions are already queued. Cost: glommio allocates its
+//! per-operation `Source` for every wait; see BENCHMARKS.md.
+//!
+//! A round: reap every completion (accept, receive, send, timers), let the
+//! handler parse and execute each touched connection's whole input (all
+//! pipelined requests), `commit().await` once, then submit at most one send
+//! per connection and wait.
+//!
+//! Closing a connection: `shutdown(2)` both directions (which ends the
+//! multishot receive and fails a blocked send), wait until the kernel owns
+//! none of its buffers, then `close(2)` and recycle the slab slot.
+
+use std::os::fd::{FromRawFd, RawFd};
+use std::sync::Arc;
+
+use glommio::io::BufferedFile;
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use slab::Slab;
+
+use super::bufring::{BufRing, RECV_BUFFER_GROUP};
+use super::conn::{BufferPool, Conn, INPUT_BYTES_MAX, OUTPUT_PAUSE_BYTES};
+use super::control::Control;
+use super::error::ServerError;
+use crate::handler::Handler;
+
+/// Submission queue entries per core ring (completions: twice that).
+pub const RING_ENTRIES: u32 = 1024;
+/// Connection buffers ready at start-up per core (three per connection).
+pub const POOL_PREALLOCATED_BUFFERS: usize = 3 * 64;
+/// How long accepting pauses after EMFILE/ENFILE/ENOMEM before retrying.
+pub const ACCEPT_RETRY_MS: u64 = 100;
+/// How long a shutdown waits for clients to take their last replies.
+pub const DRAIN_TIMEOUT_MS: u64 = 5_000;
+
+const REPLY_MAX_CLIENTS: &[u8] = b"-ERR max number of clients reached\r\n";
+const REPLY_INPUT_TOO_LARGE: &[u8] = b"-ERR Protocol error: request too large\r\n";
+
+const ENTER_GETEVENTS: u32 = 1; // IORING_ENTER_GETEVENTS
+
+/// What a completion belongs to: `op` in the top byte, the slab slot's
+/// generation (24 bits) and index (32 bits) below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Accept = 1,
+    Recv = 2,
+    Send = 3,
+    AcceptRetry = 4,
+    DrainDeadline = 5,
+    Cancel = 6,
+}
+
+const GENERATION_MASK: u32 = (1 << 24) - 1;
+
+fn token(op: Op, index: usize, generation: u32) -> u64 {
+    assert!(index <= u32::MAX as usize);
+    assert!(generation <= GENERATION_MASK);
+    (op as u64) << 56 | u64::from(generation) << 32 | index as u64
+}
+
+fn untoken(user_data: u64) -> (Option<Op>, usize, u32) {
+    let op = match user_data >> 56 {
+        1 => Some(Op::Accept),
+        2 => Some(Op::Recv),
+        3 => Some(Op::Send),
+        4 => Some(Op::AcceptRetry),
+        5 => Some(Op::DrainDeadline),
+        6 => Some(Op::Cancel),
+        _ => None,
+    };
+    let generation = ((user_data >> 32) as u32) & GENERATION_MASK;
+    (op, (user_data & u64::from(u32::MAX)) as usize, generation)
+}
+
+/// What one core needs to serve.
+pub struct CoreParams {
+    pub core: u16,
+    /// A listening socket bound without SO_REUSEPORT.
+    pub listener_fd: RawFd,
+    pub max_clients: u32,
+    pub control: Arc<Control>,
+}
+
+/// Build the ring (called on the core's own thread: SINGLE_ISSUER ties the
+/// ring to its creator).
+pub fn build_ring(wake_fd: RawFd) -> Result<(IoUring, BufRing), ServerError> {
+    let uring = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_cqsize(RING_ENTRIES * 2)
+        .build(RING_ENTRIES)
+        .map_err(|source| ServerError::Ring {
+            what: "io_uring_setup",
+            source,
+        })?;
+    uring
+        .submitter()
+        .register_eventfd(wake_fd)
+        .map_err(|source| ServerError::Ring {
+            what: "register eventfd",
+            source,
+        })?;
+    let bufs = BufRing::register(&uring).map_err(|source| ServerError::Ring {
+        what: "register provided buffer ring",
+        source,
+    })?;
+    Ok((uring, bufs))
+}
+
+struct Core<H: Handler> {
+    core: u16,
+    uring: IoUring,
+    bufs: BufRing,
+    conns: Slab<Conn<H::Conn>>,
+    /// Slab indices touched this round, each once (`Conn::queued`).
+    work: Vec<usize>,
+    pool: BufferPool,
+    listener_fd: RawFd,
+    max_clients: usize,
+    accept_armed: bool,
+    accept_paused: bool,
+    draining: bool,
+    generation_next: u32,
+    conn_id_next: u64,
+    control: Arc<Control>,
+    accept_retry: types::Timespec,
+    drain_deadline: types::Timespec,
+    accept_errors_logged: u32,
+}
+
+/// Serve one core until shutdown completes. Runs inside the core's glommio
+/// executor; returns after the handler's final commit.
+pub async fn serve<H: Handler>(
+    handler: &mut H,
+    params: CoreParams,
+    uring: IoUring,
+    bufs: BufRing,
+) -> Result<(), ServerError> {
+    let control = params.control.clone();
+    let wake_fd = control.wake_fd(params.core);
+    // SAFETY: dup returns a new descriptor the BufferedFile then owns.
+    let dup_fd = unsafe { libc::dup(wake_fd) };
+    if dup_fd < 0 {
+        return Err(ServerError::Ring {
+            what: "dup eventfd",
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: `dup_fd` is ours alone.
+    let waker = unsafe { BufferedFile::from_raw_fd(dup_fd) };
+    let max_clients = params.max_clients as usize;
+    let mut core: Core<H> = Core {
+        core: params.core,
+        uring,
+        bufs,
+        conns: Slab::with_capacity(max_clients.min(4096)),
+        work: Vec::with_capacity(max_clients + 1),
+        pool: BufferPool::new(POOL_PREALLOCATED_BUFFERS),
+        listener_fd: params.listener_fd,
+        max_clients,
+        accept_armed: false,
+        accept_paused: false,
+        draining: false,
+        generation_next: 0,
+        conn_id_next: 0,
+        control,
+        accept_retry: types::Timespec::new().nsec((ACCEPT_RETRY_MS * 1_000_000) as u32),
+        drain_deadline: types::Timespec::new().sec(DRAIN_TIMEOUT_MS / 1000),
+        accept_errors_logged: 0,
+    };
+    core.arm_accept();
+    core.pump()?;
+    loop {
+        core.reap(handler);
+        if !core.draining && core.control.state.shutdown_requested() {
+            core.begin_drain();
+        }
+        let handled = core.handle_inputs(handler);
+        if handled {
+            handler.commit().await;
+        }
+        core.flush(handler);
+        core.pump()?;
+        if core.draining && core.conns.is_empty() {
+            break;
+        }
+        core.control.stats[usize::from(core.core)]
+            .rounds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if core.uring.completion().is_empty() {
+            if let Err(error) = waker.read_at(0, 8).await {
+                return Err(ServerError::Ring {
+                    what: "wait for eventfd",
+                    source: std::io::Error::other(error.to_string()),
+                });
+            }
+            core.pump()?;
+        } else {
+            glommio::yield_if_needed().await;
+        }
+    }
+    // Persist whatever the last rounds buffered before acknowledging.
+    handler.commit().await;
+    waker.close().await.ok();
+    Ok(())
+}
+
+impl<H: Handler> Core<H> {
+    /// Submit queued entries and run deferred completion work, without
+    /// waiting.
+    fn pump(&mut self) -> Result<(), ServerError> {
+        loop {
+            let pending = self.uring.submission().len() as u32;
+            // SAFETY: no argument struct is passed.
+            let result = unsafe {
+                self.uring
+                    .submitter()
+                    .enter::<libc::sigset_t>(pending, 0, ENTER_GETEVENTS, None)
+            };
+            match result {
+                Ok(_) => return Ok(()),
+                Err(error) if error.raw_os_error() == Some(libc::EINTR) => continue,
+                // The completion queue is full: the caller reaps, then we
+                // submit the rest on the next pump.
+                Err(error) if error.raw_os_error() == Some(libc::EBUSY) => return Ok(()),
+                Err(error) if error.raw_os_error() == Some(libc::EAGAIN) => return Ok(()),
+                Err(source) => {
+                    return Err(ServerError::Ring {
+                        what: "io_uring_enter",
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, entry: squeue::Entry) {
+        loop {
+            // SAFETY: every buffer an entry points at (connection buffers,
+            // timespecs in `self`) stays alive and unmoved until its
+            // completion is reaped.
+            if unsafe { self.uring.submission().push(&entry) }.is_ok() {
+                return;
+            }
+            // Full: hand the batch to the kernel now and retry.
+            let pending = self.uring.submission().len() as u32;
+            // SAFETY: no argument struct is passed.
+            let result = unsafe {
+                self.uring
+                    .submitter()
+                    .enter::<libc::sigset_t>(pending, 0, 0, None)
+            };
+            if let Err(error) = result {
+                tracing::warn!(core = self.core, %error, "io_uring_enter while submission queue full");
+            }
+        }
+    }
+
+    fn arm_accept(&mut self) {
+        assert!(!self.accept_armed);
+        let entry = opcode::AcceptMulti::new(types::Fd(self.listener_fd))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(token(Op::Accept, 0, 0));
+        self.push(entry);
+        self.accept_armed = true;
+    }
+
+    fn arm_recv(&mut self, index: usize) {
+        let conn = &mut self.conns[index];
+        assert!(!conn.recv_armed && !conn.closing);
+        let entry = opcode::RecvMulti::new(types::Fd(conn.fd), RECV_BUFFER_GROUP)
+            .build()
+            .user_data(token(Op::Recv, index, conn.generation));
+        conn.recv_armed = true;
+        self.push(entry);
+    }
+
+    fn submit_send(&mut self, index: usize) {
+        let conn = &mut self.conns[index];
+        assert!(!conn.send_in_flight);
+        assert!(conn.sent < conn.sending.len());
+        let remaining = &conn.sending[conn.sent..];
+        let entry = opcode::Send::new(
+            types::Fd(conn.fd),
+            remaining.as_ptr(),
+            remaining.len() as u32,
+        )
+        .flags(libc::MSG_NOSIGNAL)
+        .build()
+        .user_data(token(Op::Send, index, conn.generation));
+        conn.send_in_flight = true;
+        self.push(entry);
+    }
+
+    fn enqueue(&mut self, index: usize) {
+        let conn = &mut self.conns[index];
+        if !conn.queued {
+            conn.queued = true;
+            assert!(
+                self.work.len() < self.work.capacity(),
+                "work list sized for max clients"
+            );
+            self.work.push(index);
+        }
+    }
+
+    /// Take every completion the kernel has posted.
+    fn reap(&mut self, handler: &mut H) {
+        loop {
+            // Copy out in small batches: the completion queue borrows the
+            // ring, and handling a completion pushes submissions.
+            let mut batch = [(0u64, 0i32, 0u32); 64];
+            let mut count = 0;
+            {
+                let mut completions = self.uring.completion();
+                completions.sync();
+                for (slot, cqe) in batch.iter_mut().zip(&mut completions) {
+                    *slot = (cqe.user_data(), cqe.result(), cqe.flags());
+                    count += 1;
+                }
+            }
+            if count == 0 {
+                break;
+            }
+            for &(user_data, result, flags) in &batch[..count] {
+                self.complete(handler, user_data, result, flags);
+            }
+            self.bufs.publish();
+        }
+    }
+
+    fn complete(&mut self, handler: &mut H, user_data: u64, result: i32, flags: u32) {
+        let (op, index, generation) = untoken(user_data);
+        match op {
+            Some(Op::Accept) => self.accepted(handler, result, flags),
+            Some(Op::Recv) => self.received(index, generation, result, flags),
+            Some(Op::Send) => self.sent(index, generation, result),
+            Some(Op::AcceptRetry) => {
+                self.accept_paused = false;
+            }
+            Some(Op::DrainDeadline) => {
+                tracing::warn!(
+                    core = self.core,
+                    connections = self.conns.len(),
+                    "drain deadline passed; closing remaining connections"
+                );
+                let indices: Vec<usize> = self.conns.iter().map(|(index, _)| index).collect();
+                for index in indices {
+                    self.begin_close(index);
+                    self.enqueue(index);
+                }
+            }
+            Some(Op::Cancel) => {}
+            None => panic!("completion with unknown user_data {user_data:#x}"),
+        }
+    }
+
+    fn accepted(&mut self, handler: &mut H, result: i32, flags: u32) {
+        if !cqueue::more(flags) {
+            self.accept_armed = false;
+        }
+        if result < 0 {
+            let errno = -result;
+            if errno == libc::ECANCELED {
+                return;
+            }
+            if matches!(
+                errno,
+                libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS
+            ) {
+                // Retrying at once would fail at once; pause and let
+                // connections close.
+                self.accept_paused = true;
+                let entry = opcode::Timeout::new(&self.accept_retry)
+                    .build()
+                    .user_data(token(Op::AcceptRetry, 0, 0));
+                self.push(entry);
+            }
+            if self.accept_errors_logged < 100 {
+                self.accept_errors_logged += 1;
+                tracing::warn!(
+                    core = self.core,
+                    error = %std::io::Error::from_raw_os_error(errno),
+                    "accept failed"
+                );
+            }
+            return;
+        }
+        let fd = result;
+        let stats = &self.control.stats[usize::from(self.core)];
+        if self.draining || self.conns.len() >= self.max_clients {
+            // Best effort, non-blocking: the reply fits any socket buffer.
+            // SAFETY: valid fd and buffer; the fd is closed right after.
+            unsafe {
+                libc::send(
+                    fd,
+                    REPLY_MAX_CLIENTS.as_ptr().cast(),
+                    REPLY_MAX_CLIENTS.len(),
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                );
+                libc::close(fd);
+            }
+            stats
+                .rejected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+        stats
+            .accepted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let one: libc::c_int = 1;
+        // SAFETY: valid fd, option value is a live c_int. Failure only costs
+        // latency (Nagle), so it is not fatal.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        let conn_id = u64::from(self.core) << 48 | self.conn_id_next;
+        self.conn_id_next += 1;
+        let generation = self.generation_next;
+        self.generation_next = (self.generation_next + 1) & GENERATION_MASK;
+        let state = handler.open(conn_id);
+        let conn = Conn::new(fd, generation, state, &mut self.pool);
+        let index = self.conns.insert(conn);
+        self.arm_recv(index);
+    }
+
+    fn lookup(&self, index: usize, generation: u32) -> bool {
+        self.conns
+            .get(index)
+            .is_some_and(|conn| conn.generation == generation)
+    }
+
+    fn received(&mut self, index: usize, generation: u32, result: i32, flags: u32) {
+        let buffer = cqueue::buffer_select(flags);
+        // Every live connection's receive completes before its slot is
+        // freed, so a stale completion is a bug.
+        assert!(
+            self.lookup(index, generation),
+            "receive completion for a freed connection"
+        );
+        let more = cqueue::more(flags);
+        let conn = &mut self.conns[index];
+        if !more {
+            conn.recv_armed = false;
+        }
+        if result > 0 {
+            let bid = buffer.expect("a successful multishot receive names its buffer");
+            let bytes = self.bufs.bytes(bid, result as usize);
+            if conn.close_after_send || conn.closing {
+                // Input after QUIT or an error is dropped.
+            } else if conn.input.len() + bytes.len() > INPUT_BYTES_MAX {
+                conn.input.clear();
+                conn.output.extend_from_slice(REPLY_INPUT_TOO_LARGE);
+                conn.close_after_send = true;
+            } else {
+                conn.input.extend_from_slice(bytes);
+            }
+            self.bufs.push(bid);
+        } else {
+            if let Some(bid) = buffer {
+                self.bufs.push(bid);
+            }
+            match -result {
+                0 => conn.close_after_send = true, // peer EOF: answer what came, then close
+                libc::ENOBUFS => {}                // ring ran dry: re-armed in flush
+                libc::ECANCELED => {}
+                _ => {
+                    // ECONNRESET and friends: nobody is left to answer.
+                    self.begin_close(index);
+                }
+            }
+        }
+        self.enqueue(index);
+    }
+
+    fn sent(&mut self, index: usize, generation: u32, result: i32) {
+        assert!(
+            self.lookup(index, generation),
+            "send completion for a freed connection"
+        );
+        let conn = &mut self.conns[index];
+        assert!(conn.send_in_flight);
+        conn.send_in_flight = false;
+        if result > 0 && !conn.closing {
+            conn.sent += result as usize;
+            assert!(conn.sent <= conn.sending.len());
+            if conn.sent == conn.sending.len() {
+                conn.sending.clear();
+                conn.sent = 0;
+            }
+        } else if result <= 0 {
+            self.begin_close(index);
+        }
+        self.enqueue(index);
+    }
+
+    /// Run the handler over each touched connection's input. True if any
+    /// request was handled (the round then commits).
+    fn handle_inputs(&mut self, handler: &mut H) -> bool {
+        let mut handled_any = false;
+        for &index in &self.work {
+            let conn = &mut self.conns[index];
+            if conn.closing || conn.input.is_empty() || conn.output.len() >= OUTPUT_PAUSE_BYTES {
+                continue;
+            }
+            let handled = handler.handle(&mut conn.state, &conn.input, &mut conn.output);
+            assert!(
+                handled.consumed <= conn.input.len(),
+                "handler consumed more than it was given"
+            );
+            conn.input.drain(..handled.consumed);
+            if handled.close {
+                conn.input.clear();
+                conn.close_after_send = true;
+            }
+            handled_any |= handled.consumed > 0 || handled.close;
+        }
+        handled_any
+    }
+
+    /// Send, re-arm and close what the round left to do.
+    fn flush(&mut self, handler: &mut H) {
+        let mut position = 0;
+        while position < self.work.len() {
+            let index = self.work[position];
+            position += 1;
+            self.conns[index].queued = false;
+            self.flush_one(handler, index);
+        }
+        self.work.clear();
+        if !self.accept_armed && !self.accept_paused && !self.draining {
+            self.arm_accept();
+        }
+    }
+
+    fn flush_one(&mut self, handler: &mut H, index: usize) {
+        let conn = &mut self.conns[index];
+        if !conn.closing {
+            if !conn.send_in_flight && conn.sending.is_empty() && !conn.output.is_empty() {
+                std::mem::swap(&mut conn.output, &mut conn.sending);
+                self.submit_send(index);
+            }
+            let conn = &mut self.conns[index];
+            let drained = !conn.send_in_flight && conn.output.is_empty() && conn.sending.is_empty();
+            if conn.close_after_send && drained {
+                self.begin_close(index);
+            } else if !conn.recv_armed && !conn.close_after_send {
+                self.arm_recv(index);
+            }
+        }
+        let conn = &self.conns[index];
+        if conn.closing && !conn.recv_armed && !conn.send_in_flight {
+            let conn = self.conns.remove(index);
+            let fd = conn.fd;
+            let state = conn.release(&mut self.pool);
+            handler.close(state);
+            // SAFETY: the kernel holds no operation on this fd any more.
+            unsafe { libc::close(fd) };
+        }
+    }
+
+    /// Start closing: no more input, no more output.
+    fn begin_close(&mut self, index: usize) {
+        let conn = &mut self.conns[index];
+        if conn.closing {
+            return;
+        }
+        conn.closing = true;
+        // SAFETY: valid fd. Ends the multishot receive (it completes with 0)
+        // and fails a blocked send, so both operations finish promptly.
+        unsafe { libc::shutdown(conn.fd, libc::SHUT_RDWR) };
+        if conn.recv_armed {
+            let target = token(Op::Recv, index, conn.generation);
+            let entry = opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(token(Op::Cancel, 0, 0));
+            self.push(entry);
+        }
+    }
+
+    /// Stop accepting; answer what has arrived, then close every connection.
+    fn begin_drain(&mut self) {
+        self.draining = true;
+        if self.accept_armed {
+            let entry = opcode::AsyncCancel::new(token(Op::Accept, 0, 0))
+                .build()
+                .user_data(token(Op::Cancel, 0, 0));
+            self.push(entry);
+        }
+        let entry = opcode::Timeout::new(&self.drain_deadline)
+            .build()
+            .user_data(token(Op::DrainDeadline, 0, 0));
+        self.push(entry);
+        let indices: Vec<usize> = self.conns.iter().map(|(index, _)| index).collect();
+        for index in indices {
+            self.conns[index].close_after_send = true;
+            self.enqueue(index);
+        }
+        tracing::info!(core = self.core, connections = self.conns.len(), "draining");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        for (op, index, generation) in [
+            (Op::Accept, 0, 0),
+            (Op::Recv, 7, 3),
+            (Op::Send, u32::MAX as usize, GENERATION_MASK),
+            (Op::Cancel, 1, 1),
+        ] {
+            assert_eq!(
+                untoken(token(op, index, generation)),
+                (Some(op), index, generation)
+            );
+        }
+        assert_eq!(untoken(0).0, None);
+    }
+}
