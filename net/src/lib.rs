@@ -2,5 +2,6 @@
 //! one Redis Cluster node, the smart client and the load generator.
 
 pub mod cluster;
+pub mod commands;
 pub mod handler;
 pub mod resp;
