@@ -137,3 +137,89 @@ impl Client {
         self.round(&encode(args))
     }
 }
+
+/// A parsed reply, for assertions on structure.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Vec<u8>),
+    Null,
+    Array(Vec<Value>),
+    Map(Vec<(Value, Value)>),
+    Set(Vec<Value>),
+    Bool(bool),
+    Double(String),
+}
+
+impl Value {
+    pub fn items(&self) -> &[Value] {
+        match self {
+            Value::Array(items) | Value::Set(items) => items,
+            other => panic!("not an array: {other:?}"),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        match self {
+            Value::Simple(s) => s.clone(),
+            Value::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+            other => panic!("not text: {other:?}"),
+        }
+    }
+}
+
+/// Parses one reply from the front of `input`; returns it and its length.
+pub fn parse_reply(input: &[u8]) -> (Value, usize) {
+    let end = input.windows(2).position(|w| w == b"\r\n").expect("CRLF");
+    let head = std::str::from_utf8(&input[1..end]).unwrap().to_owned();
+    let mut pos = end + 2;
+    let count = |head: &str| head.parse::<i64>().unwrap();
+    let value = match input[0] {
+        b'+' => Value::Simple(head),
+        b'-' => Value::Error(head),
+        b':' => Value::Int(count(&head)),
+        b'_' => Value::Null,
+        b'#' => Value::Bool(head == "t"),
+        b',' => Value::Double(head),
+        b'$' if count(&head) < 0 => Value::Null,
+        b'$' => {
+            let len = count(&head) as usize;
+            let bytes = input[pos..pos + len].to_vec();
+            assert_eq!(&input[pos + len..pos + len + 2], b"\r\n");
+            pos += len + 2;
+            Value::Bulk(bytes)
+        }
+        b'*' if count(&head) < 0 => Value::Null,
+        b'*' | b'~' | b'%' => {
+            let n = count(&head) as usize;
+            let per = if input[0] == b'%' { 2 } else { 1 };
+            let mut items = Vec::new();
+            for _ in 0..n * per {
+                let (item, used) = parse_reply(&input[pos..]);
+                pos += used;
+                items.push(item);
+            }
+            match input[0] {
+                b'*' => Value::Array(items),
+                b'~' => Value::Set(items),
+                _ => Value::Map(
+                    items
+                        .chunks(2)
+                        .map(|pair| (pair[0].clone(), pair[1].clone()))
+                        .collect(),
+                ),
+            }
+        }
+        other => panic!("unknown reply type {:?}", other as char),
+    };
+    (value, pos)
+}
+
+/// Parses a whole reply buffer that holds exactly one reply.
+pub fn reply(input: &[u8]) -> Value {
+    let (value, used) = parse_reply(input);
+    assert_eq!(used, input.len(), "trailing bytes after the reply");
+    value
+}

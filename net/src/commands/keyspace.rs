@@ -238,8 +238,13 @@ impl Keyspace {
             // words per op, and a power-of-two index of 4-byte slots.
             let needed = bytes.next_power_of_two() + ops * 16 + (ops * 2).next_power_of_two() * 4;
             if self.store.stats().memory_used_bytes + needed > self.memory_limit_bytes {
-                self.counters.writes_refused_oom += 1;
-                return Err(WriteError::OutOfMemory);
+                // Spare pooled buffers count as used; release them and look
+                // again before refusing (only ever under memory pressure).
+                self.store.trim();
+                if self.store.stats().memory_used_bytes + needed > self.memory_limit_bytes {
+                    self.counters.writes_refused_oom += 1;
+                    return Err(WriteError::OutOfMemory);
+                }
             }
         }
         self.pending_bytes_max = bytes;
