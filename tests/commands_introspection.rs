@@ -17,8 +17,8 @@ fn command_entries_have_ten_fields() {
         let fields = entry.items();
         assert_eq!(fields.len(), 10, "{entry:?}");
         assert!(matches!(fields[1], Value::Int(_)));
-        for i in 3..6 {
-            assert!(matches!(fields[i], Value::Int(_)));
+        for field in &fields[3..6] {
+            assert!(matches!(field, Value::Int(_)));
         }
         for sub in fields[9].items() {
             assert_eq!(sub.items().len(), 10);
