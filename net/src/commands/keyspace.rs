@@ -434,3 +434,95 @@ pub fn range<'a>(
 pub fn all(snapshot: &Snapshot) -> impl Iterator<Item = KeyRecord<'_>> + '_ {
     range(snapshot, Bound::Unbounded, Bound::Unbounded, false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW_MS: u64 = 1_000_000;
+
+    fn keyspace(limit_bytes: usize) -> Keyspace {
+        Keyspace::new(limit_bytes, NOW_MS).expect("store opens")
+    }
+
+    #[test]
+    fn reads_see_staged_writes_then_applied_ones() {
+        let mut ks = keyspace(8 << 20);
+        ks.set(b"a", b"1", None).unwrap();
+        ks.set(b"b", b"2", Some(NOW_MS + 10)).unwrap();
+        ks.delete(b"a").unwrap();
+        assert!(ks.lookup(b"a").is_none());
+        assert_eq!(ks.lookup(b"b").unwrap().value, b"2");
+        ks.commit(NOW_MS);
+        assert!(ks.lookup(b"a").is_none());
+        assert_eq!(ks.lookup(b"b").unwrap().expire_at_ms, Some(NOW_MS + 10));
+        ks.commit(NOW_MS + 10);
+        assert!(ks.lookup(b"b").is_none(), "expired at its deadline");
+        assert_eq!(ks.counters.batches_applied, 1);
+    }
+
+    #[test]
+    fn limits_are_checked_before_staging() {
+        let mut ks = keyspace(8 << 20);
+        let key = vec![b'k'; KEY_LEN_MAX + 1];
+        assert_eq!(
+            ks.set(&key, b"v", None),
+            Err(WriteError::KeyTooLong {
+                len: KEY_LEN_MAX + 1,
+                max: KEY_LEN_MAX
+            })
+        );
+        // Zeroed pages are never touched, so this costs no real memory.
+        let value = vec![0u8; VALUE_LEN_MAX + 1];
+        assert_eq!(
+            ks.set(b"k", &value, None),
+            Err(WriteError::ValueTooLong {
+                len: VALUE_LEN_MAX + 1,
+                max: VALUE_LEN_MAX
+            })
+        );
+        assert!(ks.pending.is_none());
+    }
+
+    #[test]
+    fn full_batches_roll_over_within_a_round() {
+        let mut ks = keyspace(64 << 20);
+        let ops = BATCH_OPS_MIN * 3;
+        for i in 0..ops {
+            ks.set(format!("key{i}").as_bytes(), b"value", None)
+                .unwrap();
+        }
+        assert!(ks.counters.batches_applied >= 2);
+        ks.commit(NOW_MS);
+        assert_eq!(ks.len(), ops);
+        // The next batch is sized from this round's use.
+        assert!(ks.batch_ops_hint >= BATCH_OPS_MIN);
+        assert!(ks.batch_ops_hint <= BATCH_OPS_HINT_MAX);
+    }
+
+    #[test]
+    fn a_refused_write_leaves_earlier_ones_intact() {
+        let mut ks = keyspace(1 << 20);
+        let value = vec![7u8; 64 * 1024];
+        let mut stored = 0;
+        loop {
+            match ks.set(format!("k{stored}").as_bytes(), &value, None) {
+                Ok(()) => stored += 1,
+                Err(WriteError::OutOfMemory) => break,
+                Err(other) => panic!("{other:?}"),
+            }
+            assert!(stored < 100, "the limit never refused");
+        }
+        ks.commit(NOW_MS);
+        for i in 0..stored {
+            assert_eq!(
+                ks.lookup(format!("k{i}").as_bytes()).unwrap().value,
+                &value[..]
+            );
+        }
+        // Deletes still go through on the full store.
+        ks.delete(b"k0").unwrap();
+        ks.commit(NOW_MS);
+        assert!(ks.lookup(b"k0").is_none());
+    }
+}

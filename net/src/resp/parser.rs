@@ -546,4 +546,48 @@ mod tests {
             assert_eq!(parse_i64_strict(bad), None, "{bad:?}");
         }
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn encode(args: &[Vec<u8>]) -> Vec<u8> {
+            let mut out = format!("*{}\r\n", args.len()).into_bytes();
+            for arg in args {
+                out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+                out.extend_from_slice(arg);
+                out.extend_from_slice(b"\r\n");
+            }
+            out
+        }
+
+        proptest! {
+            #[test]
+            fn multibulk_round_trips(
+                args in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 1..12),
+            ) {
+                let input = encode(&args);
+                let mut table = Args::new();
+                let parsed = parse_request(&input, &mut table, Limits::AUTHENTICATED);
+                prop_assert_eq!(parsed, Parsed::Request { len: input.len() });
+                let argv = table.view(&input);
+                let got: Vec<Vec<u8>> = (0..argv.len()).map(|i| argv.get(i).to_vec()).collect();
+                prop_assert_eq!(got, args);
+                for cut in 0..input.len() {
+                    let parsed = parse_request(&input[..cut], &mut table, Limits::AUTHENTICATED);
+                    prop_assert_eq!(parsed, Parsed::Incomplete);
+                }
+            }
+
+            #[test]
+            fn garbage_never_panics(input in prop::collection::vec(any::<u8>(), 0..256)) {
+                let mut table = Args::new();
+                if let Parsed::Request { len } =
+                    parse_request(&input, &mut table, Limits::AUTHENTICATED)
+                {
+                    prop_assert!(len > 0 && len <= input.len());
+                }
+            }
+        }
+    }
 }
