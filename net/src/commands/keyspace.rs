@@ -58,7 +58,7 @@ pub use tessera_engine::{KEY_LEN_MAX, VALUE_LEN_MAX};
 
 /// Time the merger may run at the end of one round (it runs in steps so a
 /// large merge never stalls a core's requests).
-pub const MERGE_STEP_BUDGET: Duration = Duration::from_micros(500);
+pub const MERGE_STEP_BUDGET: Duration = Duration::from_micros(200);
 
 /// Why a write was refused. Nothing was staged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
