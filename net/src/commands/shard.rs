@@ -403,3 +403,68 @@ fn route(core: &Core, command: &Command, argv: Argv<'_>, reply: &mut Reply<'_>) 
     out.extend_from_slice(b"\r\n");
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::NodeTopology;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::path::PathBuf;
+    use std::rc::Rc;
+
+    fn config(core: u16, cores: u16, base_port: u16, memory_limit_bytes: usize) -> ShardConfig {
+        ShardConfig {
+            core,
+            topology: Rc::new(NodeTopology {
+                announce_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                base_port,
+                cores,
+            }),
+            requirepass: None,
+            memory_limit_bytes,
+            durability: Durability::Sync,
+            data_dir: PathBuf::from("/nonexistent"),
+        }
+    }
+
+    #[test]
+    fn invalid_configs_are_refused() {
+        let error = Shard::new(config(2, 2, 7000, 8 << 20)).err().unwrap();
+        assert!(matches!(
+            error,
+            ShardError::InvalidTopology {
+                core: 2,
+                cores: 2,
+                ..
+            }
+        ));
+        assert!(matches!(
+            Shard::new(config(0, 0, 7000, 8 << 20)).err().unwrap(),
+            ShardError::InvalidTopology { .. }
+        ));
+        assert!(matches!(
+            Shard::new(config(0, 4, u16::MAX - 1, 8 << 20))
+                .err()
+                .unwrap(),
+            ShardError::InvalidTopology { .. }
+        ));
+        let error = Shard::new(config(0, 1, 7000, 1024)).err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            "memory limit 1024 bytes is below the minimum 1048576"
+        );
+        assert!(Shard::new(config(3, 4, u16::MAX - 3, 8 << 20)).is_ok());
+    }
+
+    #[test]
+    fn connections_are_counted() {
+        let mut shard = Shard::new(config(0, 1, 7000, 8 << 20)).unwrap();
+        let a = shard.open(1);
+        let b = shard.open(2);
+        assert_eq!(shard.stats().connected_clients, 2);
+        shard.close(a);
+        assert_eq!(shard.stats().connected_clients, 1);
+        assert_eq!(shard.stats().connections_received, 2);
+        shard.close(b);
+    }
+}
