@@ -172,7 +172,12 @@ impl Value {
 
 /// Parses one reply from the front of `input`; returns it and its length.
 pub fn parse_reply(input: &[u8]) -> (Value, usize) {
-    let end = input.windows(2).position(|w| w == b"\r\n").expect("CRLF");
+    try_parse_reply(input).expect("a complete reply")
+}
+
+/// Like [`parse_reply`], `None` when `input` does not hold a whole reply yet.
+pub fn try_parse_reply(input: &[u8]) -> Option<(Value, usize)> {
+    let end = input.windows(2).position(|w| w == b"\r\n")?;
     let head = std::str::from_utf8(&input[1..end]).unwrap().to_owned();
     let mut pos = end + 2;
     let count = |head: &str| head.parse::<i64>().unwrap();
@@ -186,6 +191,9 @@ pub fn parse_reply(input: &[u8]) -> (Value, usize) {
         b'$' if count(&head) < 0 => Value::Null,
         b'$' => {
             let len = count(&head) as usize;
+            if input.len() < pos + len + 2 {
+                return None;
+            }
             let bytes = input[pos..pos + len].to_vec();
             assert_eq!(&input[pos + len..pos + len + 2], b"\r\n");
             pos += len + 2;
@@ -197,7 +205,7 @@ pub fn parse_reply(input: &[u8]) -> (Value, usize) {
             let per = if input[0] == b'%' { 2 } else { 1 };
             let mut items = Vec::new();
             for _ in 0..n * per {
-                let (item, used) = parse_reply(&input[pos..]);
+                let (item, used) = try_parse_reply(&input[pos..])?;
                 pos += used;
                 items.push(item);
             }
@@ -214,7 +222,7 @@ pub fn parse_reply(input: &[u8]) -> (Value, usize) {
         }
         other => panic!("unknown reply type {:?}", other as char),
     };
-    (value, pos)
+    Some((value, pos))
 }
 
 /// Parses a whole reply buffer that holds exactly one reply.
