@@ -223,3 +223,51 @@ fn resp3_replies_match_redis() {
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
+
+const REDIS_PORT_FRAMING: u16 = 17_453;
+
+/// Reads everything Redis sends until it closes the connection (after a
+/// protocol error) or goes quiet.
+fn redis_raw(port: u16, input: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    stream.write_all(input).unwrap();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+    out
+}
+
+#[test]
+fn framing_and_protocol_errors_match_redis() {
+    let (_server, _) = start_redis(REDIS_PORT_FRAMING);
+    let big_inline = vec![b'A'; 70 * 1024];
+    let inputs: &[&[u8]] = &[
+        b"*1\r\n+PING\r\n",
+        b"*x\r\n",
+        b"*1\r\n$x\r\n",
+        b"*1\r\n$-2\r\n",
+        b"SET \"a b\r\n",
+        b"SET \"a b\"c d\r\n",
+        &big_inline,
+        b"SET \"a b\" 'c d'\r\nGET \"a b\"\r\nECHO \"\\x41\\t\"\r\n",
+        b"PING\r\n\r\n*0\r\nPING\n",
+    ];
+    for input in inputs {
+        let expected = redis_raw(REDIS_PORT_FRAMING, input);
+        let got = Client::new().round(input);
+        assert_eq!(
+            String::from_utf8_lossy(&expected),
+            String::from_utf8_lossy(&got),
+            "input {:?}",
+            String::from_utf8_lossy(&input[..input.len().min(40)])
+        );
+    }
+}
