@@ -27,6 +27,9 @@
 //! only fail on a broken invariant (a foreign batch), which is counted and
 //! logged.
 //!
+//! The engine counts its spare pooled buffers as used memory, so before
+//! refusing a set we release them (`Store::trim`) and check again.
+//!
 //! Deletes must work on a full store (they are how users free memory, as
 //! Redis runs `DEL` above `maxmemory`). So the engine's quota is the memory
 //! limit plus [`DELETE_RESERVE_BYTES`], and a batch opened for a set is first

@@ -278,6 +278,7 @@ fn execute(core: &mut Core, conn: &mut Conn, argv: Argv<'_>, out: &mut Vec<u8>) 
     // ASKING arms the flag for the next command; every other command uses
     // it up.
     let is_asking = command.name == "asking";
+    let reply_start = reply.out.len();
     let mut ctx = Ctx {
         argv,
         conn,
@@ -286,6 +287,13 @@ fn execute(core: &mut Core, conn: &mut Conn, argv: Argv<'_>, out: &mut Vec<u8>) 
         close: false,
     };
     run(&mut ctx);
+    // Every request gets exactly one reply; a command that wrote none would
+    // desynchronise the client's pipeline.
+    debug_assert!(
+        ctx.reply.out.len() > reply_start,
+        "{} wrote no reply",
+        command.name
+    );
     let close = ctx.close;
     if !is_asking {
         ctx.conn.asking = false;
