@@ -22,7 +22,7 @@
 //! untouched pages, so the cost of faulting them in is spread over the steps.
 
 use crate::index::{hash_key, slots_for, HashIndex};
-use crate::pool::{Pool, Quota};
+use crate::pool::{Pool, Purpose};
 use crate::record::{is_expired, Meta, Op, META_WORDS};
 use crate::segment::Segment;
 use std::ops::Range;
@@ -94,10 +94,10 @@ impl MergeJob {
         let data_len: usize = inputs.iter().map(|segment| segment.data_len()).sum();
         let records: usize = inputs.iter().map(|segment| segment.len()).sum();
         let out_data = pool
-            .take_data(data_len, Quota::Exempt)
+            .take_data(data_len, Purpose::Merge)
             .expect("exempt from quota");
         let out_meta = pool
-            .take_meta(records * META_WORDS, Quota::Exempt)
+            .take_meta(records * META_WORDS, Purpose::Merge)
             .expect("exempt from quota");
         MergeJob {
             run_start: run.start,
@@ -136,7 +136,7 @@ impl MergeJob {
                     let records = self.out_meta.len() / META_WORDS;
                     let slots = self
                         .pool
-                        .take_index(slots_for(records), Quota::Exempt)
+                        .take_index(slots_for(records), Purpose::Merge)
                         .expect("exempt from quota");
                     self.phase = Phase::Indexing {
                         index: HashIndex::new(slots, records),

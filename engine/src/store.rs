@@ -3,7 +3,7 @@
 use crate::batch::Batch;
 use crate::index::{hash_key, HashIndex};
 use crate::merge::{choose_run, drops_as_expired, MergeJob};
-use crate::pool::{Pool, Quota};
+use crate::pool::{Pool, Purpose};
 use crate::range::{Range, RangeRev};
 use crate::record::{Meta, Op, META_WORDS};
 use crate::segment::{ExternalBytes, Found, Segment};
@@ -98,8 +98,8 @@ impl Store {
             });
         }
         // Taken one at a time: on failure the ones already taken go back.
-        let data = self.pool.take_data(bytes, Quota::Enforce)?;
-        let meta = match self.pool.take_meta(ops * META_WORDS, Quota::Enforce) {
+        let data = self.pool.take_data(bytes, Purpose::Batch)?;
+        let meta = match self.pool.take_meta(ops * META_WORDS, Purpose::Batch) {
             Ok(meta) => meta,
             Err(error) => {
                 self.pool.give(data);
@@ -108,7 +108,7 @@ impl Store {
         };
         let table = match self
             .pool
-            .take_index((ops * 2).next_power_of_two(), Quota::Enforce)
+            .take_index((ops * 2).next_power_of_two(), Purpose::Batch)
         {
             Ok(table) => table,
             Err(error) => {
