@@ -33,13 +33,13 @@ mod table;
 
 pub use conn::Conn;
 pub use glob::glob_match;
-pub use keys::{TRANGE_COUNT_DEFAULT, TRANGE_COUNT_MAX};
+pub use keys::{SCAN_COUNT_DEFAULT, SCAN_COUNT_MAX, TRANGE_COUNT_DEFAULT, TRANGE_COUNT_MAX};
 pub use keyspace::{
     KeyspaceCounters, BATCH_BYTES_HINT_MAX, BATCH_BYTES_MIN, BATCH_OPS_HINT_MAX, BATCH_OPS_MIN,
     DELETE_RESERVE_BYTES,
 };
 pub use scan::SCAN_CURSORS_MAX;
-pub use shard::{Shard, ShardError};
+pub use shard::{Shard, ShardError, Stats, MEMORY_LIMIT_BYTES_MIN};
 
 use crate::resp::{Argv, Reply};
 use keyspace::WriteError;

@@ -173,6 +173,11 @@ impl Shard {
         self.core.stats
     }
 
+    /// Group-commit counters (batches and writes applied, writes refused).
+    pub fn keyspace_counters(&self) -> super::KeyspaceCounters {
+        self.core.keyspace.counters
+    }
+
     /// The synchronous part of [`Handler::commit`]: apply the round's batch,
     /// advance the clock, step the merger.
     pub fn commit_round(&mut self) {
