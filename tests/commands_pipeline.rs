@@ -13,10 +13,15 @@ fn pipeline_reads_its_own_writes() {
     ] {
         input.extend_from_slice(&line(command));
     }
+    let before = c.shard.keyspace_counters();
     assert_eq!(
         c.round(&input),
         b"+OK\r\n:2\r\n$1\r\n2\r\n:1\r\n$-1\r\n+OK\r\n$1\r\n2\r\n"
     );
+    // Group commit: the round's four writes went into one batch.
+    let after = c.shard.keyspace_counters();
+    assert_eq!(after.batches_applied, before.batches_applied + 1);
+    assert_eq!(after.writes_applied, before.writes_applied + 4);
     assert_eq!(c.s("GET k"), "$1\r\n2\r\n");
 }
 
