@@ -13,5 +13,6 @@ mod writer;
 pub use parser::{
     parse_i64_strict, parse_request, Args, Argv, Limits, Parsed, ProtocolError, ARGS_MAX,
     ARGS_MAX_UNAUTHENTICATED, BULK_LEN_MAX, BULK_LEN_MAX_UNAUTHENTICATED, INLINE_LEN_MAX,
+    REQUEST_LEN_MAX,
 };
 pub use writer::{format_f64, format_i64, Protocol, Reply, DOUBLE_TEXT_LEN_MAX};

@@ -34,6 +34,11 @@ pub const BULK_LEN_MAX: usize = 512 << 20;
 /// Largest bulk argument before the connection authenticated (Redis 7.2).
 pub const BULK_LEN_MAX_UNAUTHENTICATED: usize = 16 * 1024;
 
+/// Largest whole request, Redis's `client-query-buffer-limit` default (a
+/// request must sit whole in the connection's buffer before it runs). Also
+/// keeps every argument offset within `u32`.
+pub const REQUEST_LEN_MAX: usize = 1 << 30;
+
 /// Longest inline request line and longest `*N` / `$N` header line, Redis's
 /// `PROTO_INLINE_MAX_SIZE`.
 pub const INLINE_LEN_MAX: usize = 64 * 1024;
@@ -141,16 +146,19 @@ impl<'a> Argv<'a> {
 pub struct Limits {
     pub args_max: usize,
     pub bulk_len_max: usize,
+    pub request_len_max: usize,
 }
 
 impl Limits {
     pub const AUTHENTICATED: Limits = Limits {
         args_max: ARGS_MAX,
         bulk_len_max: BULK_LEN_MAX,
+        request_len_max: REQUEST_LEN_MAX,
     };
     pub const UNAUTHENTICATED: Limits = Limits {
         args_max: ARGS_MAX_UNAUTHENTICATED,
         bulk_len_max: BULK_LEN_MAX_UNAUTHENTICATED,
+        request_len_max: REQUEST_LEN_MAX,
     };
 }
 
@@ -167,6 +175,7 @@ pub enum ProtocolError {
     TooBigBulkCount,
     TooBigInlineRequest,
     UnbalancedQuotes,
+    RequestTooLarge,
 }
 
 impl fmt::Display for ProtocolError {
@@ -186,6 +195,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::TooBigBulkCount => f.write_str("too big bulk count string"),
             ProtocolError::TooBigInlineRequest => f.write_str("too big inline request"),
             ProtocolError::UnbalancedQuotes => f.write_str("unbalanced quotes in request"),
+            ProtocolError::RequestTooLarge => f.write_str("request too large"),
         }
     }
 }
@@ -279,6 +289,9 @@ fn parse_multibulk(input: &[u8], args: &mut Args, limits: Limits) -> Parsed {
             return Parsed::Error(ProtocolError::InvalidBulkLength);
         }
         let data_end = data_start + len as usize;
+        if data_end + 2 > limits.request_len_max {
+            return Parsed::Error(ProtocolError::RequestTooLarge);
+        }
         if data_end + 2 > input.len() {
             return Parsed::Incomplete;
         }
@@ -479,6 +492,26 @@ mod tests {
                 other => panic!("{other:?} for {input:?}"),
             }
         }
+    }
+
+    #[test]
+    fn requests_are_bounded() {
+        let limits = Limits {
+            request_len_max: 32,
+            ..Limits::AUTHENTICATED
+        };
+        let mut args = Args::new();
+        let fits = b"*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n";
+        assert!(matches!(
+            parse_request(fits, &mut args, limits),
+            Parsed::Request { .. }
+        ));
+        let too_big = b"*2\r\n$3\r\nGET\r\n$20\r\n";
+        assert_eq!(
+            parse_request(too_big, &mut args, limits),
+            Parsed::Error(ProtocolError::RequestTooLarge)
+        );
+        assert!(REQUEST_LEN_MAX < u32::MAX as usize);
     }
 
     #[test]
