@@ -239,7 +239,9 @@ impl Keyspace {
         if for_set {
             // What the engine's pool will hold for this batch: data, two meta
             // words per op, and a power-of-two index of 4-byte slots.
-            let needed = bytes.next_power_of_two() + ops * 16 + (ops * 2).next_power_of_two() * 4;
+            let needed = pooled_bytes(bytes)
+                + pooled_bytes(ops * 16)
+                + pooled_bytes((ops * 2).next_power_of_two() * 4);
             if self.store.stats().memory_used_bytes + needed > self.memory_limit_bytes {
                 // Spare pooled buffers count as used; release them and look
                 // again before refusing (only ever under memory pressure).
@@ -390,6 +392,20 @@ impl Keyspace {
     /// Moves the expiry clock (tests and simulation drive time by hand).
     pub fn set_now_ms(&mut self, now_ms: u64) {
         self.store.set_now_ms(now_ms);
+    }
+}
+
+/// Largest buffer the engine's pool rounds up to a power of two; larger
+/// ones are held at their exact size. Mirrors the engine's pool so the
+/// memory check before opening a batch neither over- nor under-counts.
+const POOL_ROUNDED_BYTES_MAX: usize = 8 << 20;
+
+/// Bytes the engine's pool holds for a buffer of `bytes`.
+fn pooled_bytes(bytes: usize) -> usize {
+    if bytes <= POOL_ROUNDED_BYTES_MAX {
+        bytes.next_power_of_two()
+    } else {
+        bytes
     }
 }
 
