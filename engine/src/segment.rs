@@ -203,6 +203,12 @@ impl Segment {
         })
     }
 
+    /// Starts loading the index slot a lookup of `hash` begins at.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        self.index.prefetch(hash);
+    }
+
     /// First position whose key is `>= key` (or `> key` when `inclusive` is false).
     pub fn seek(&self, key: &[u8], inclusive: bool) -> usize {
         let (mut low, mut high) = (0, self.records);

@@ -13,6 +13,9 @@ use std::ops::RangeBounds;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
+/// Keys of a batch looked up in the stack together (see `apply`).
+const LOOKUP_GROUP: usize = 16;
+
 /// What one [`Store::merge_step`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -150,18 +153,27 @@ impl Store {
         let mut index = HashIndex::new(table, records);
         let mut live_delta: isize = 0;
         let mut key_value_bytes = 0;
-        for (position, pair) in pairs.iter().enumerate() {
-            let meta = Meta::unpack(*pair);
-            let key = meta.key(&data);
-            let hash = hash_key(key);
-            index.insert(hash, position);
-            key_value_bytes += meta.key_len + meta.value_len;
-            let was_live = self.newest_is_live(key, hash);
-            live_delta += match (meta.op, was_live) {
-                (Op::Set, false) => 1,
-                (Op::Delete, true) => -1,
-                _ => 0,
-            };
+        let mut hashes = [0u64; LOOKUP_GROUP];
+        for (group, chunk) in pairs.chunks(LOOKUP_GROUP).enumerate() {
+            // Hash a group of keys and prefetch their index slots in every
+            // segment first, so the group's stack lookups overlap their misses.
+            for (hash, pair) in hashes.iter_mut().zip(chunk) {
+                *hash = hash_key(Meta::unpack(*pair).key(&data));
+                for segment in self.stack.iter() {
+                    segment.prefetch(*hash);
+                }
+            }
+            for (offset, (pair, &hash)) in chunk.iter().zip(&hashes).enumerate() {
+                let meta = Meta::unpack(*pair);
+                index.insert(hash, group * LOOKUP_GROUP + offset);
+                key_value_bytes += meta.key_len + meta.value_len;
+                let was_live = self.newest_is_live(meta.key(&data), hash);
+                live_delta += match (meta.op, was_live) {
+                    (Op::Set, false) => 1,
+                    (Op::Delete, true) => -1,
+                    _ => 0,
+                };
+            }
         }
         let segment = Segment::from_pooled(data, meta, index, key_value_bytes, self.pool.clone());
         self.stack_mut().push(Rc::new(segment));
