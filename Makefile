@@ -18,3 +18,9 @@ build:
 
 release:
 	$(CARGO) build --workspace --release
+
+# Build in release and start the server in the foreground with the defaults
+# (every online CPU, ports 7379.., ./data). Extra flags: make run ARGS="--cores 2".
+run:
+	$(CARGO) build --release -p tessera-net --bin tessera
+	./target/release/tessera $(ARGS)

@@ -3,6 +3,8 @@
 
 pub mod ceiling;
 pub mod cluster;
+pub mod commands;
 pub mod config;
 pub mod handler;
+pub mod resp;
 pub mod server;

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use tessera_net::ceiling::Ceiling;
+use tessera_net::commands::Shard;
 use tessera_net::config::{parse_args, Command, USAGE};
 use tessera_net::server;
 
@@ -33,9 +34,9 @@ fn main() -> ExitCode {
     let result = if config.ceiling {
         server::run(&config, |_| Ok(Ceiling))
     } else {
-        // The command layer lands with the `proto` branch; until then the
-        // default is the ceiling responder as well.
-        server::run(&config, |_| Ok(Ceiling))
+        server::run(&config, |shard_config| {
+            Shard::new(shard_config).map_err(|error| error.to_string())
+        })
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,483 @@
+//! The per-core [`Shard`]: the [`Handler`] the network loop drives, and the
+//! dispatch of one request (lookup, arity, auth, cluster routing, run).
+
+use std::fmt;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::cluster::key_slot;
+use crate::handler::{Durability, Handled, Handler, ShardConfig};
+use crate::resp::{parse_request, Args, Argv, Parsed, Reply};
+
+use super::conn::Conn;
+use super::keyspace::Keyspace;
+use super::node::Node;
+use super::scan::ScanCursors;
+use super::table::{self, Command, COMMANDS};
+use super::Ctx;
+
+/// Longest excerpt of a command name or of its arguments echoed back in an
+/// "unknown command" error (Redis's 128).
+const ERROR_ECHO_LEN_MAX: usize = 128;
+
+/// Why a shard could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ShardError {
+    /// `core` is not below `cores`, or the ports do not fit.
+    InvalidTopology {
+        core: u16,
+        cores: u16,
+        base_port: u16,
+    },
+    /// The memory limit is too small to hold anything.
+    MemoryLimitTooSmall { bytes: usize, min: usize },
+    /// The engine refused to open the store.
+    Store(tessera_engine::Error),
+}
+
+impl fmt::Display for ShardError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShardError::InvalidTopology {
+                core,
+                cores,
+                base_port,
+            } => write!(
+                f,
+                "invalid topology: core {core} of {cores} cores from base port {base_port}"
+            ),
+            ShardError::MemoryLimitTooSmall { bytes, min } => {
+                write!(f, "memory limit {bytes} bytes is below the minimum {min}")
+            }
+            ShardError::Store(error) => write!(f, "opening the store failed: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ShardError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ShardError::Store(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Smallest per-core memory limit we accept.
+pub const MEMORY_LIMIT_BYTES_MIN: usize = 1 << 20;
+
+/// Counters reported by `INFO`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stats {
+    pub commands_processed: u64,
+    pub connections_received: u64,
+    pub connected_clients: u64,
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
+    pub protocol_errors: u64,
+    pub rejected_calls: u64,
+}
+
+/// Where the expiry clock comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clock {
+    System,
+    /// Set by hand (tests, simulation): only [`Shard::set_clock_ms`] moves it.
+    Manual,
+}
+
+/// Everything of a core a command may touch (the argument table lives
+/// beside it in [`Shard`], so a command can borrow both).
+pub(crate) struct Core {
+    pub node: Node,
+    pub keyspace: Keyspace,
+    pub requirepass: Option<Vec<u8>>,
+    pub durability: Durability,
+    pub scan: ScanCursors,
+    pub stats: Stats,
+    /// Reused scratch for replies whose length is known only once built
+    /// (`INFO`, `CLUSTER NODES`) and for read-modify-write copies.
+    pub scratch: Vec<u8>,
+    pub started: Instant,
+    clock: Clock,
+}
+
+impl Core {
+    pub fn now_ms(&self) -> u64 {
+        self.keyspace.now_ms()
+    }
+}
+
+fn system_now_ms() -> u64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the system clock is after 1970");
+    u64::try_from(since_epoch.as_millis()).expect("milliseconds fit u64")
+}
+
+/// One core's command layer. `!Send`: it lives and dies on its core.
+pub struct Shard {
+    args: Args,
+    core: Core,
+}
+
+impl Shard {
+    pub fn new(config: ShardConfig) -> Result<Shard, ShardError> {
+        let topology = &config.topology;
+        let ports_fit =
+            u32::from(topology.base_port) + u32::from(topology.cores) <= u32::from(u16::MAX) + 1;
+        if topology.cores == 0 || config.core >= topology.cores || !ports_fit {
+            return Err(ShardError::InvalidTopology {
+                core: config.core,
+                cores: topology.cores,
+                base_port: topology.base_port,
+            });
+        }
+        if config.memory_limit_bytes < MEMORY_LIMIT_BYTES_MIN {
+            return Err(ShardError::MemoryLimitTooSmall {
+                bytes: config.memory_limit_bytes,
+                min: MEMORY_LIMIT_BYTES_MIN,
+            });
+        }
+        let keyspace =
+            Keyspace::new(config.memory_limit_bytes, system_now_ms()).map_err(ShardError::Store)?;
+        Ok(Shard {
+            args: Args::new(),
+            core: Core {
+                node: Node::new(config.core, topology),
+                keyspace,
+                requirepass: config.requirepass.map(String::into_bytes),
+                durability: config.durability,
+                scan: ScanCursors::new(),
+                stats: Stats::default(),
+                scratch: Vec::with_capacity(SCRATCH_CAPACITY_BYTES),
+                started: Instant::now(),
+                clock: Clock::System,
+            },
+        })
+    }
+
+    /// Switches the expiry clock to manual and sets it (Unix ms). For tests
+    /// and simulations that need to move time deterministically.
+    pub fn set_clock_ms(&mut self, now_ms: u64) {
+        self.core.clock = Clock::Manual;
+        self.core.keyspace.set_now_ms(now_ms);
+    }
+
+    /// The expiry clock, Unix ms.
+    pub fn clock_ms(&self) -> u64 {
+        self.core.now_ms()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.core.stats
+    }
+
+    /// Group-commit counters (batches and writes applied, writes refused).
+    pub fn keyspace_counters(&self) -> super::KeyspaceCounters {
+        self.core.keyspace.counters
+    }
+
+    /// The synchronous part of [`Handler::commit`]: apply the round's batch,
+    /// advance the clock, step the merger.
+    pub fn commit_round(&mut self) {
+        let now_ms = match self.core.clock {
+            Clock::System => system_now_ms(),
+            Clock::Manual => self.core.keyspace.now_ms(),
+        };
+        self.core.keyspace.commit(now_ms);
+        self.core.scratch_trim();
+    }
+}
+
+/// Initial capacity of the shared scratch buffer; grown by big replies and
+/// trimmed back at the end of a round.
+const SCRATCH_CAPACITY_BYTES: usize = 64 * 1024;
+
+impl Core {
+    fn scratch_trim(&mut self) {
+        self.scratch.clear();
+        if self.scratch.capacity() > 16 * SCRATCH_CAPACITY_BYTES {
+            self.scratch.shrink_to(SCRATCH_CAPACITY_BYTES);
+        }
+    }
+}
+
+impl Handler for Shard {
+    type Conn = Conn;
+
+    fn open(&mut self, conn_id: u64) -> Conn {
+        self.core.stats.connections_received += 1;
+        self.core.stats.connected_clients += 1;
+        Conn::new(conn_id, self.core.requirepass.is_none())
+    }
+
+    fn handle(&mut self, conn: &mut Conn, input: &[u8], out: &mut Vec<u8>) -> Handled {
+        let mut consumed = 0;
+        loop {
+            let rest = &input[consumed..];
+            match parse_request(rest, &mut self.args, conn.limits()) {
+                Parsed::Incomplete => break,
+                Parsed::Error(error) => {
+                    self.core.stats.protocol_errors += 1;
+                    Reply::new(out, conn.proto)
+                        .error_fmt(format_args!("ERR Protocol error: {error}"));
+                    return Handled {
+                        consumed: input.len(),
+                        close: true,
+                    };
+                }
+                Parsed::Request { len } => {
+                    debug_assert!(len > 0 && len <= rest.len());
+                    consumed += len;
+                    if self.args.is_empty() {
+                        continue;
+                    }
+                    let argv = self.args.view(rest);
+                    if execute(&mut self.core, conn, argv, out) {
+                        return Handled {
+                            consumed,
+                            close: true,
+                        };
+                    }
+                }
+            }
+        }
+        Handled {
+            consumed,
+            close: false,
+        }
+    }
+
+    async fn commit(&mut self) {
+        self.commit_round();
+    }
+
+    fn close(&mut self, conn: Conn) {
+        debug_assert!(self.core.stats.connected_clients > 0);
+        self.core.stats.connected_clients -= 1;
+        drop(conn);
+    }
+}
+
+/// Runs one request; returns whether to close the connection.
+fn execute(core: &mut Core, conn: &mut Conn, argv: Argv<'_>, out: &mut Vec<u8>) -> bool {
+    debug_assert!(!argv.is_empty());
+    core.stats.commands_processed += 1;
+    let mut reply = Reply::new(out, conn.proto);
+    let Some(command) = resolve(argv, &mut reply) else {
+        core.stats.rejected_calls += 1;
+        return false;
+    };
+    if !conn.authenticated && !command.has_flag(table::flag::NO_AUTH) {
+        core.stats.rejected_calls += 1;
+        reply.error(b"NOAUTH Authentication required.");
+        return false;
+    }
+    if !route(core, command, argv, &mut reply) {
+        core.stats.rejected_calls += 1;
+        conn.asking = false;
+        return false;
+    }
+    let run = command.run.expect("resolve returns runnable commands");
+    // ASKING arms the flag for the next command; every other command uses
+    // it up.
+    let is_asking = command.name == "asking";
+    let reply_start = reply.out.len();
+    let mut ctx = Ctx {
+        argv,
+        conn,
+        core,
+        reply,
+        close: false,
+    };
+    run(&mut ctx);
+    // Every request gets exactly one reply; a command that wrote none would
+    // desynchronise the client's pipeline.
+    debug_assert!(
+        ctx.reply.out.len() > reply_start,
+        "{} wrote no reply",
+        command.name
+    );
+    let close = ctx.close;
+    if !is_asking {
+        ctx.conn.asking = false;
+    }
+    close
+}
+
+/// Finds the runnable command (or subcommand) and checks its arity; on
+/// failure writes Redis's error.
+fn resolve(argv: Argv<'_>, reply: &mut Reply<'_>) -> Option<&'static Command> {
+    let name = argv.get(0);
+    let Some(command) = table::lookup(COMMANDS, name) else {
+        unknown_command(argv, reply);
+        return None;
+    };
+    if !command.arity_ok(argv.len()) {
+        arity_error(reply, command.name, None);
+        return None;
+    }
+    if command.subcommands.is_empty() || (argv.len() == 1 && command.run.is_some()) {
+        return Some(command);
+    }
+    let sub_name = argv.get(1);
+    let Some(sub) = table::lookup(command.subcommands, sub_name) else {
+        let shown = &sub_name[..sub_name.len().min(ERROR_ECHO_LEN_MAX)];
+        let mut upper = [0u8; table::COMMAND_NAME_LEN_MAX];
+        let container = &mut upper[..command.name.len()];
+        container.copy_from_slice(command.name.as_bytes());
+        container.make_ascii_uppercase();
+        reply.error_fmt(format_args!(
+            "ERR unknown subcommand '{}'. Try {} HELP.",
+            String::from_utf8_lossy(shown),
+            String::from_utf8_lossy(container)
+        ));
+        return None;
+    };
+    if !sub.arity_ok(argv.len()) {
+        arity_error(reply, command.name, Some(sub.name));
+        return None;
+    }
+    Some(sub)
+}
+
+fn arity_error(reply: &mut Reply<'_>, name: &str, sub: Option<&str>) {
+    match sub {
+        None => reply.error_fmt(format_args!(
+            "ERR wrong number of arguments for '{name}' command"
+        )),
+        Some(sub) => reply.error_fmt(format_args!(
+            "ERR wrong number of arguments for '{name}|{sub}' command"
+        )),
+    }
+}
+
+/// Redis's "unknown command" error: the name and the first arguments, each
+/// quoted, together at most about [`ERROR_ECHO_LEN_MAX`] bytes.
+fn unknown_command(argv: Argv<'_>, reply: &mut Reply<'_>) {
+    let out = &mut *reply.out;
+    out.push(b'-');
+    let start = out.len();
+    let name = argv.get(0);
+    out.extend_from_slice(b"ERR unknown command '");
+    out.extend_from_slice(&name[..name.len().min(ERROR_ECHO_LEN_MAX)]);
+    out.extend_from_slice(b"', with args beginning with: ");
+    let mut echoed = 0;
+    for arg in argv.iter_from(1) {
+        if echoed >= ERROR_ECHO_LEN_MAX {
+            break;
+        }
+        let take = arg.len().min(ERROR_ECHO_LEN_MAX - echoed);
+        out.push(b'\'');
+        out.extend_from_slice(&arg[..take]);
+        out.extend_from_slice(b"' ");
+        echoed += take + 3;
+    }
+    for b in &mut out[start..] {
+        if *b == b'\r' || *b == b'\n' {
+            *b = b' ';
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Cluster routing: all keys must hash to one slot (`-CROSSSLOT`), owned by
+/// this core (`-MOVED`). Returns whether the command may run here.
+fn route(core: &Core, command: &Command, argv: Argv<'_>, reply: &mut Reply<'_>) -> bool {
+    if !command.keys.has_keys() {
+        return true;
+    }
+    let mut slot = None;
+    for index in command.keys.indexes(argv.len()) {
+        let key_slot = key_slot(argv.get(index));
+        match slot {
+            None => slot = Some(key_slot),
+            Some(first) if first != key_slot => {
+                reply.error(b"CROSSSLOT Keys in request don't hash to the same slot");
+                return false;
+            }
+            Some(_) => {}
+        }
+    }
+    let Some(slot) = slot else {
+        return true;
+    };
+    if core.node.owns(slot) {
+        return true;
+    }
+    let owner = core.node.owner(slot);
+    let out = &mut *reply.out;
+    out.extend_from_slice(b"-MOVED ");
+    let mut buf = [0u8; 20];
+    out.extend_from_slice(crate::resp::format_i64(i64::from(slot), &mut buf));
+    out.push(b' ');
+    core.node.write_addr(out, owner);
+    out.extend_from_slice(b"\r\n");
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::NodeTopology;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::path::PathBuf;
+    use std::rc::Rc;
+
+    fn config(core: u16, cores: u16, base_port: u16, memory_limit_bytes: usize) -> ShardConfig {
+        ShardConfig {
+            core,
+            topology: Rc::new(NodeTopology {
+                announce_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                base_port,
+                cores,
+            }),
+            requirepass: None,
+            memory_limit_bytes,
+            durability: Durability::Sync,
+            data_dir: PathBuf::from("/nonexistent"),
+        }
+    }
+
+    #[test]
+    fn invalid_configs_are_refused() {
+        let error = Shard::new(config(2, 2, 7000, 8 << 20)).err().unwrap();
+        assert!(matches!(
+            error,
+            ShardError::InvalidTopology {
+                core: 2,
+                cores: 2,
+                ..
+            }
+        ));
+        assert!(matches!(
+            Shard::new(config(0, 0, 7000, 8 << 20)).err().unwrap(),
+            ShardError::InvalidTopology { .. }
+        ));
+        assert!(matches!(
+            Shard::new(config(0, 4, u16::MAX - 1, 8 << 20))
+                .err()
+                .unwrap(),
+            ShardError::InvalidTopology { .. }
+        ));
+        let error = Shard::new(config(0, 1, 7000, 1024)).err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            "memory limit 1024 bytes is below the minimum 1048576"
+        );
+        assert!(Shard::new(config(3, 4, u16::MAX - 3, 8 << 20)).is_ok());
+    }
+
+    #[test]
+    fn connections_are_counted() {
+        let mut shard = Shard::new(config(0, 1, 7000, 8 << 20)).unwrap();
+        let a = shard.open(1);
+        let b = shard.open(2);
+        assert_eq!(shard.stats().connected_clients, 2);
+        shard.close(a);
+        assert_eq!(shard.stats().connected_clients, 1);
+        assert_eq!(shard.stats().connections_received, 2);
+        shard.close(b);
+    }
+}
