@@ -80,6 +80,8 @@ pub struct Conn<S> {
     pub send_in_flight: bool,
     /// Queued in this round's work list.
     pub queued: bool,
+    /// Input waits until enough output is sent (`OUTPUT_PAUSE_BYTES`).
+    pub paused: bool,
     /// Close once `output` and `sending` are drained (QUIT, protocol error,
     /// peer EOF, shutdown).
     pub close_after_send: bool,
@@ -100,6 +102,7 @@ impl<S> Conn<S> {
             recv_armed: false,
             send_in_flight: false,
             queued: false,
+            paused: false,
             close_after_send: false,
             closing: false,
         }

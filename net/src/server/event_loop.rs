@@ -525,7 +525,13 @@ impl<H: Handler> Core<H> {
         let mut handled_any = false;
         for &index in &self.work {
             let conn = &mut self.conns[index];
-            if conn.closing || conn.input.is_empty() || conn.output.len() >= OUTPUT_PAUSE_BYTES {
+            conn.paused = false;
+            if conn.closing || conn.input.is_empty() {
+                continue;
+            }
+            if conn.output.len() >= OUTPUT_PAUSE_BYTES {
+                // Resumed when its send completes (that enqueues it again).
+                conn.paused = true;
                 continue;
             }
             let handled = handler.handle(&mut conn.state, &conn.input, &mut conn.output);
@@ -561,13 +567,20 @@ impl<H: Handler> Core<H> {
     fn flush_one(&mut self, handler: &mut H, index: usize) {
         let conn = &mut self.conns[index];
         if !conn.closing {
-            if !conn.send_in_flight && conn.sending.is_empty() && !conn.output.is_empty() {
-                std::mem::swap(&mut conn.output, &mut conn.sending);
-                self.submit_send(index);
+            if !conn.send_in_flight {
+                if !conn.sending.is_empty() {
+                    // Short send: the kernel took part; send the rest first.
+                    self.submit_send(index);
+                } else if !conn.output.is_empty() {
+                    std::mem::swap(&mut conn.output, &mut conn.sending);
+                    self.submit_send(index);
+                }
             }
             let conn = &mut self.conns[index];
             let drained = !conn.send_in_flight && conn.output.is_empty() && conn.sending.is_empty();
-            if conn.close_after_send && drained {
+            // A paused connection still has received requests to answer
+            // (a shutdown finishes them first).
+            if conn.close_after_send && drained && !conn.paused {
                 self.begin_close(index);
             } else if !conn.recv_armed && !conn.close_after_send {
                 self.arm_recv(index);
