@@ -90,6 +90,17 @@ fn untoken(user_data: u64) -> (Option<Op>, usize, u32) {
     (op, (user_data & u64::from(u32::MAX)) as usize, generation)
 }
 
+thread_local! {
+    static IN_EXECUTOR_WAIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True on a core's thread while its loop is parked in glommio waiting for
+/// the eventfd. Lets an allocation audit tell the loop's own allocations
+/// (there must be none per request) from glommio's per-wait bookkeeping.
+pub fn in_executor_wait() -> bool {
+    IN_EXECUTOR_WAIT.with(std::cell::Cell::get)
+}
+
 /// What one core needs to serve.
 pub struct CoreParams {
     pub core: u16,
@@ -206,7 +217,10 @@ pub async fn serve<H: Handler>(
             .rounds
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if core.uring.completion().is_empty() {
-            if let Err(error) = waker.read_at(0, 8).await {
+            IN_EXECUTOR_WAIT.with(|flag| flag.set(true));
+            let woken = waker.read_at(0, 8).await;
+            IN_EXECUTOR_WAIT.with(|flag| flag.set(false));
+            if let Err(error) = woken {
                 return Err(ServerError::Ring {
                     what: "wait for eventfd",
                     source: std::io::Error::other(error.to_string()),
