@@ -350,6 +350,12 @@ where
         .name(&format!("tessera-core-{core}"))
         .io_memory(config.io_memory_bytes as usize)
         .spawn(move || async move {
+            // Whatever happens below, panics included, the main thread hears
+            // that this core is done.
+            let mut acknowledgement = Acknowledgement {
+                control: control.clone(),
+                sent: false,
+            };
             let shard_config = ShardConfig {
                 core,
                 topology: Rc::new(topology),
@@ -365,7 +371,6 @@ where
                 Ok(started) => started,
                 Err(error) => {
                     tracing::error!(core, %error, "core failed to start");
-                    control.state.core_failed();
                     return Err(error);
                 }
             };
@@ -379,11 +384,11 @@ where
             let served = serve(&mut handler, params, uring, bufs).await;
             drop(listener);
             match &served {
-                Ok(()) => control.state.core_stopped(),
-                Err(error) => {
-                    tracing::error!(core, %error, "core failed");
-                    control.state.core_failed();
+                Ok(()) => {
+                    acknowledgement.sent = true;
+                    control.state.core_stopped();
                 }
+                Err(error) => tracing::error!(core, %error, "core failed"),
             }
             served
         })
@@ -391,6 +396,20 @@ where
             core,
             reason: error.to_string(),
         })
+}
+
+/// Reports a core as failed if it ends without a clean stop.
+struct Acknowledgement {
+    control: Arc<Control>,
+    sent: bool,
+}
+
+impl Drop for Acknowledgement {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.control.state.core_failed();
+        }
+    }
 }
 
 #[cfg(test)]
