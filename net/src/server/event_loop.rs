@@ -492,7 +492,7 @@ impl<H: Handler> Core<H> {
                 conn.output.extend_from_slice(REPLY_INPUT_TOO_LARGE);
                 conn.close_after_send = true;
             } else {
-                conn.input.extend_from_slice(bytes);
+                append_capped(&mut conn.input, bytes);
             }
             self.bufs.push(bid);
         } else {
@@ -652,6 +652,19 @@ impl<H: Handler> Core<H> {
     }
 }
 
+/// Appends to a connection's input, growing by doubling but never past
+/// `INPUT_BYTES_MAX`, so a maximal request costs at most the cap, not the
+/// next power of two above it.
+fn append_capped(input: &mut Vec<u8>, bytes: &[u8]) {
+    let needed = input.len() + bytes.len();
+    assert!(needed <= INPUT_BYTES_MAX);
+    if needed > input.capacity() {
+        let target = (input.capacity() * 2).max(needed).min(INPUT_BYTES_MAX);
+        input.reserve_exact(target - input.len());
+    }
+    input.extend_from_slice(bytes);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -670,5 +683,20 @@ mod tests {
             );
         }
         assert_eq!(untoken(0).0, None);
+    }
+
+    #[test]
+    fn input_growth_stops_at_the_cap() {
+        let mut input = Vec::with_capacity(8);
+        append_capped(&mut input, b"0123456789");
+        assert_eq!(input, b"0123456789");
+        assert!(input.capacity() >= 10);
+        let mut near_cap = vec![0u8; INPUT_BYTES_MAX / 2 + 1];
+        append_capped(&mut near_cap, &[1; 4096]);
+        assert_eq!(
+            near_cap.capacity(),
+            INPUT_BYTES_MAX,
+            "doubling clamped to the cap"
+        );
     }
 }
