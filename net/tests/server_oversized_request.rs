@@ -29,14 +29,24 @@ fn oversized_request_is_refused_and_closed() {
         let _ = reader.read_to_end(&mut all);
         all
     });
+    // Well-formed throughout (a 512 MiB key, CRLF, the second header, then
+    // value bytes), so the command layer only ever sees an incomplete request.
     let chunk = vec![b'x'; 1 << 20];
-    let mut written = header.len();
-    while written <= INPUT_BYTES_MAX + (1 << 20) {
-        match big.stream.write(&chunk) {
-            Ok(n) => written += n,
-            Err(_) => break, // closed by the server, as expected
-        }
+    let key_len = 536_870_912;
+    let mut stream_bytes = |bytes: &[u8]| -> bool { big.stream.write_all(bytes).is_ok() };
+    let mut open = true;
+    for _ in 0..key_len / chunk.len() {
+        open = open && stream_bytes(&chunk);
     }
+    open = open && stream_bytes(b"\r\n$536870912\r\n");
+    for _ in 0..4 {
+        open = open && stream_bytes(&chunk);
+    }
+    assert!(
+        key_len + 4 * chunk.len() > INPUT_BYTES_MAX,
+        "the test sends past the cap"
+    );
+    let _ = open; // A write fails once the server has closed, as expected.
     let _ = big.stream.shutdown(std::net::Shutdown::Write);
     let reply = replies.join().unwrap();
     let text = String::from_utf8_lossy(&reply);
