@@ -55,3 +55,30 @@ fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     // Nobody listens any more.
     assert!(std::net::TcpStream::connect(("127.0.0.1", 17210)).is_err());
 }
+
+#[test]
+fn second_signal_exits_at_once() {
+    let mut server = Server::start(17212, "sigterm-twice", &[]);
+    let mut client = Client::connect(17212);
+    let key: &[u8] = b"{user1000}k";
+    client.command(&[b"SET", key, &vec![b'v'; VALUE_LEN]]);
+    assert_eq!(client.read_line(), b"+OK\r\n");
+    let mut pipeline = Vec::new();
+    for _ in 0..REQUESTS {
+        pipeline.extend_from_slice(&encode(&[b"GET", key]));
+    }
+    // The client never reads, so the drain cannot finish by itself.
+    client.send(&pipeline);
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(2));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.code(),
+        Some(128 + libc::SIGTERM),
+        "status {status} (signal {:?})",
+        status.signal()
+    );
+}
