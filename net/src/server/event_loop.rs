@@ -20,6 +20,13 @@
 //! skipped while completions are already queued. Cost: glommio allocates its
 //! per-operation `Source` for every wait; see BENCHMARKS.md.
 //!
+//! Known edge (Linux 6.13+): a DEFER_TASKRUN `io_uring_enter` runs at most
+//! 20 deferred task-work items per pass (two passes per call) and keeps the
+//! rest for the next call without signalling the eventfd again. The loop
+//! keeps pumping while pumps yield completions, which nearly every task-work
+//! item does (receives, sends, accepts each post one); a batch of 40 items
+//! posting none while more wait would delay those until the next event.
+//!
 //! A round: reap every completion (accept, receive, send, timers), let the
 //! handler parse and execute each touched connection's whole input (all
 //! pipelined requests), `commit().await` once, then submit at most one send
