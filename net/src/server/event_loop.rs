@@ -53,6 +53,8 @@ use crate::handler::Handler;
 pub const RING_ENTRIES: u32 = 1024;
 /// Connection buffers ready at start-up per core (three per connection).
 pub const POOL_PREALLOCATED_BUFFERS: usize = 3 * 64;
+/// Input handed to the handler per call; bounds the replies one call adds.
+pub const HANDLE_WINDOW_BYTES: usize = 16 * 1024;
 /// How long accepting pauses after EMFILE/ENFILE/ENOMEM before retrying.
 pub const ACCEPT_RETRY_MS: u64 = 100;
 /// How long a shutdown waits for clients to take their last replies.
@@ -550,22 +552,7 @@ impl<H: Handler> Core<H> {
             if conn.closing || conn.input.is_empty() {
                 continue;
             }
-            if conn.output.len() >= OUTPUT_PAUSE_BYTES {
-                // Resumed when its send completes (that enqueues it again).
-                conn.paused = true;
-                continue;
-            }
-            let handled = handler.handle(&mut conn.state, &conn.input, &mut conn.output);
-            assert!(
-                handled.consumed <= conn.input.len(),
-                "handler consumed more than it was given"
-            );
-            conn.input.drain(..handled.consumed);
-            if handled.close {
-                conn.input.clear();
-                conn.close_after_send = true;
-            }
-            handled_any |= handled.consumed > 0 || handled.close;
+            handled_any |= handle_input(handler, conn);
         }
         handled_any
     }
@@ -659,6 +646,47 @@ impl<H: Handler> Core<H> {
     }
 }
 
+/// Feeds one connection's input to the handler a window at a time, so the
+/// replies a round produces for one connection stay near
+/// `OUTPUT_PAUSE_BYTES` however deep the client pipelines (a window of GETs
+/// of large values is the most one call can add past it). True if anything
+/// was consumed or the connection is to be closed.
+fn handle_input<H: Handler>(handler: &mut H, conn: &mut Conn<H::Conn>) -> bool {
+    let mut start = 0;
+    let mut progressed = false;
+    while start < conn.input.len() {
+        if conn.output.len() >= OUTPUT_PAUSE_BYTES {
+            // Resumed when its send completes (that enqueues it again).
+            conn.paused = true;
+            break;
+        }
+        let rest = &conn.input[start..];
+        let window = rest.len().min(HANDLE_WINDOW_BYTES);
+        let mut handled = handler.handle(&mut conn.state, &rest[..window], &mut conn.output);
+        if handled.consumed == 0 && !handled.close && window < rest.len() {
+            // One request longer than the window: give it everything.
+            handled = handler.handle(&mut conn.state, rest, &mut conn.output);
+        }
+        assert!(
+            handled.consumed <= rest.len(),
+            "handler consumed more than it was given"
+        );
+        if handled.close {
+            conn.input.clear();
+            conn.close_after_send = true;
+            return true;
+        }
+        if handled.consumed == 0 {
+            break; // The rest is an incomplete request.
+        }
+        start += handled.consumed;
+        progressed = true;
+    }
+    // One move of the unconsumed tail per round, not one per window.
+    conn.input.drain(..start);
+    progressed
+}
+
 /// Appends to a connection's input, growing by doubling but never past
 /// `INPUT_BYTES_MAX`, so a maximal request costs at most the cap, not the
 /// next power of two above it.
@@ -675,6 +703,7 @@ fn append_capped(input: &mut Vec<u8>, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ceiling::Ceiling;
 
     #[test]
     fn tokens_round_trip() {
@@ -690,6 +719,58 @@ mod tests {
             );
         }
         assert_eq!(untoken(0).0, None);
+    }
+
+    fn conn_with(input: &[u8], pool: &mut BufferPool) -> Conn<()> {
+        let mut conn = Conn::new(-1, 0, (), pool);
+        conn.input.extend_from_slice(input);
+        conn
+    }
+
+    #[test]
+    fn input_is_handled_a_window_at_a_time() {
+        let mut pool = BufferPool::new(0);
+        let request = b"*1\r\n$4\r\nPING\r\n";
+        let count = 3 * HANDLE_WINDOW_BYTES / request.len();
+        let mut input = request.repeat(count);
+        input.extend_from_slice(b"*1\r\n$4\r\nPI"); // incomplete tail stays
+        let mut conn = conn_with(&input, &mut pool);
+        assert!(handle_input(&mut Ceiling, &mut conn));
+        assert_eq!(conn.output.len(), count * b"+OK\r\n".len());
+        assert_eq!(conn.input, b"*1\r\n$4\r\nPI");
+        assert!(!conn.paused && !conn.close_after_send);
+    }
+
+    #[test]
+    fn a_request_longer_than_the_window_is_handled_whole() {
+        let mut pool = BufferPool::new(0);
+        let value = vec![b'v'; 3 * HANDLE_WINDOW_BYTES];
+        let mut input = format!("*2\r\n$4\r\nECHO\r\n${}\r\n", value.len()).into_bytes();
+        input.extend_from_slice(&value);
+        input.extend_from_slice(b"\r\n");
+        let mut conn = conn_with(&input, &mut pool);
+        assert!(handle_input(&mut Ceiling, &mut conn));
+        assert_eq!(conn.output, b"+OK\r\n");
+        assert!(conn.input.is_empty());
+    }
+
+    #[test]
+    fn output_over_the_pause_threshold_stops_handling() {
+        let mut pool = BufferPool::new(0);
+        let mut conn = conn_with(b"PING\r\n", &mut pool);
+        conn.output.resize(OUTPUT_PAUSE_BYTES, b'x');
+        assert!(!handle_input(&mut Ceiling, &mut conn));
+        assert!(conn.paused);
+        assert_eq!(conn.input, b"PING\r\n", "kept for when the output drains");
+    }
+
+    #[test]
+    fn a_protocol_error_closes_after_the_reply() {
+        let mut pool = BufferPool::new(0);
+        let mut conn = conn_with(b"PING\r\n*x\r\nPING\r\n", &mut pool);
+        assert!(handle_input(&mut Ceiling, &mut conn));
+        assert!(conn.close_after_send && conn.input.is_empty());
+        assert!(conn.output.starts_with(b"+OK\r\n-ERR Protocol error"));
     }
 
     #[test]
