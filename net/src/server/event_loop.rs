@@ -61,6 +61,7 @@ pub const ACCEPT_RETRY_MS: u64 = 100;
 pub const DRAIN_TIMEOUT_MS: u64 = 5_000;
 
 const REPLY_MAX_CLIENTS: &[u8] = b"-ERR max number of clients reached\r\n";
+const REPLY_SHUTTING_DOWN: &[u8] = b"-ERR server is shutting down\r\n";
 const REPLY_INPUT_TOO_LARGE: &[u8] = b"-ERR Protocol error: request too large\r\n";
 
 const ENTER_GETEVENTS: u32 = 1; // IORING_ENTER_GETEVENTS
@@ -431,13 +432,18 @@ impl<H: Handler> Core<H> {
         let fd = result;
         let stats = &self.control.stats[usize::from(self.core)];
         if self.draining || self.conns.len() >= self.max_clients {
+            let reply = if self.draining {
+                REPLY_SHUTTING_DOWN
+            } else {
+                REPLY_MAX_CLIENTS
+            };
             // Best effort, non-blocking: the reply fits any socket buffer.
             // SAFETY: valid fd and buffer; the fd is closed right after.
             unsafe {
                 libc::send(
                     fd,
-                    REPLY_MAX_CLIENTS.as_ptr().cast(),
-                    REPLY_MAX_CLIENTS.len(),
+                    reply.as_ptr().cast(),
+                    reply.len(),
                     libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
                 );
                 libc::close(fd);
