@@ -43,15 +43,19 @@ pub(crate) enum Purpose {
     Merge,
     /// Loading an external segment's index: quota enforced, sized exactly.
     Load,
+    /// The key-ordered copy of a batch's data made at apply: exempt from the
+    /// quota (the batch's own buffer goes back at once, so the net is zero),
+    /// power-of-two sizes so it recycles.
+    Reorder,
 }
 
 impl Purpose {
     fn enforces_quota(self) -> bool {
-        self != Purpose::Merge
+        matches!(self, Purpose::Batch | Purpose::Load)
     }
 
     fn capacity<T>(self, len: usize) -> usize {
-        if self == Purpose::Batch {
+        if matches!(self, Purpose::Batch | Purpose::Reorder) {
             capacity_class::<T>(len)
         } else {
             len.max(1)

@@ -148,6 +148,21 @@ impl Store {
         // exact, and it needs no scratch buffer.
         pairs.sort_unstable_by(|a, b| Meta::unpack(*a).key(&data).cmp(Meta::unpack(*b).key(&data)));
         let records = pairs.len();
+        // Lay the bytes out in key order too (dropping superseded ops'
+        // bytes): ordered scans and merges of this segment then read `data`
+        // sequentially instead of missing the cache on every record.
+        let mut sorted = self
+            .pool
+            .take_data(data.len(), Purpose::Reorder)
+            .expect("exempt from quota");
+        for pair in pairs.iter_mut() {
+            let meta = Meta::unpack(*pair);
+            let offset = sorted.len();
+            sorted.extend_from_slice(&data[meta.offset..meta.offset + meta.len()]);
+            *pair = Meta { offset, ..meta }.pack();
+        }
+        self.pool.give(data);
+        let data = sorted;
         let mut table = table;
         table.fill(0);
         let mut index = HashIndex::new(table, records);
