@@ -146,7 +146,7 @@ impl MergeJob {
                     let records = self.out_meta.len() / META_WORDS;
                     let slots = self
                         .pool
-                        .take_index(slots_for(records), Purpose::Merge)
+                        .take_index(slots_for(records), Purpose::MergeIndex)
                         .expect("exempt from quota");
                     self.phase = Phase::Indexing {
                         index: HashIndex::new(slots, records),

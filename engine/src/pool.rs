@@ -38,9 +38,14 @@ const HUGE_PAGE_ADVICE_BYTES_MIN: usize = 2 * 1024 * 1024;
 pub(crate) enum Purpose {
     /// Batch buffers: quota enforced, power-of-two sizes so they recycle.
     Batch,
-    /// Merge output: exempt from the quota, sized exactly (it is the
-    /// long-lived bulk of the store; rounding up would cost up to 2x).
+    /// Merge output: exempt from the quota; sized like batch buffers up to
+    /// [`POOLED_BYTES_MAX`], exactly above (large outputs are the long-lived
+    /// bulk of the store, where rounding up would cost up to 2x).
     Merge,
+    /// A merge output's index: exempt from the quota, sized exactly (its
+    /// size is already the load-factor choice; rounding would add up to 4
+    /// bytes per record).
+    MergeIndex,
     /// Loading an external segment's index: quota enforced, sized exactly.
     Load,
     /// The key-ordered copy of a batch's data made at apply: exempt from the
@@ -55,10 +60,13 @@ impl Purpose {
     }
 
     fn capacity<T>(self, len: usize) -> usize {
-        if matches!(self, Purpose::Batch | Purpose::Reorder) {
-            capacity_class::<T>(len)
-        } else {
-            len.max(1)
+        match self {
+            Purpose::Batch | Purpose::Reorder => capacity_class::<T>(len),
+            // Small merge outputs recycle like batch buffers (the many small
+            // merges of new segments then reuse memory instead of faulting
+            // in fresh pages); large ones, the bulk of a big store, are exact.
+            Purpose::Merge => capacity_class::<T>(len),
+            Purpose::MergeIndex | Purpose::Load => len.max(1),
         }
     }
 }
@@ -303,13 +311,15 @@ mod tests {
             })
         );
         let merge = pool.take_meta(10, Purpose::Merge).unwrap();
+        let index = pool.take_index(10, Purpose::MergeIndex).unwrap();
         assert_eq!(
             pool.held_bytes(),
-            4096 + 10 * 8,
-            "merge output is sized exactly"
+            4096 + 64 * 8 + 10 * 4,
+            "small merge output is pooled, merge indexes are exact"
         );
         pool.give(first);
         pool.give(merge);
+        pool.give(index);
     }
 
     #[test]
