@@ -54,6 +54,10 @@ fn point_get(c: &mut Criterion) {
 
 const BATCH_OPS: usize = 1000;
 
+thread_local! {
+    static MERGE_STEP_MAX_NS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// Builds and applies 1,000-op batches of fresh random keys into `store`.
 /// `merge` also runs the merger to idle after each batch (the sustained
 /// cost); without it the store is cleared, untimed, whenever the stack gets
@@ -72,7 +76,10 @@ fn apply_batches(store: &mut Store, next: &mut u64, iterations: u64, merge: bool
         store.apply(batch).unwrap();
         if merge {
             while store.merge_needed() {
+                let step = Instant::now();
                 store.merge_step(Duration::from_micros(200));
+                let step = step.elapsed();
+                MERGE_STEP_MAX_NS.with(|max| max.set(max.get().max(step.as_nanos() as u64)));
             }
         }
         elapsed += start.elapsed();
@@ -96,6 +103,10 @@ fn apply_batch(c: &mut Criterion) {
         b.iter_custom(|iterations| apply_batches(&mut store, &mut next, iterations, true))
     });
     group.finish();
+    eprintln!(
+        "longest merge_step (budget 200 us) while applying batches: {} us",
+        MERGE_STEP_MAX_NS.with(|max| max.get()) / 1000
+    );
 }
 
 fn full_scan(c: &mut Criterion) {

@@ -28,7 +28,7 @@ use crate::record::{is_expired, Meta, Op, META_WORDS};
 use crate::segment::Segment;
 use std::ops::Range;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A merge takes in an older segment while it is at most this many times the
 /// size of the newer segments gathered so far.
@@ -59,9 +59,24 @@ struct PendingCopy {
 }
 
 enum Phase {
+    /// Touching every page of the output buffers before writing them.
+    Faulting {
+        data_next: usize,
+        meta_next: usize,
+    },
     Merging,
-    Indexing { index: HashIndex, next: usize },
-    Done { index: HashIndex },
+    /// Touching every page of the output index before filling it.
+    FaultingIndex {
+        index: HashIndex,
+        next: usize,
+    },
+    Indexing {
+        index: HashIndex,
+        next: usize,
+    },
+    Done {
+        index: HashIndex,
+    },
 }
 
 pub(crate) struct MergeJob {
@@ -120,7 +135,10 @@ impl MergeJob {
             out_meta,
             key_value_bytes: 0,
             copy: None,
-            phase: Phase::Merging,
+            phase: Phase::Faulting {
+                data_next: 0,
+                meta_next: 0,
+            },
             expired_dropped: 0,
             expired_redecided: 0,
             pool,
@@ -135,10 +153,29 @@ impl MergeJob {
         &self.inputs
     }
 
-    /// Works until done or `deadline`; true when the output is ready.
-    pub fn step(&mut self, deadline: Instant) -> bool {
+    /// Works until done or until `budget` from `start` is spent; true when
+    /// the output is ready.
+    pub fn step(&mut self, start: Instant, budget: Duration) -> bool {
+        let deadline = start + budget;
+        // A first touch of a fresh page can cost a whole huge page of zeroing
+        // (~100 us), so faults start only in the first half of the budget.
+        let fault_deadline = start + budget / 2;
         loop {
             match &mut self.phase {
+                Phase::Faulting {
+                    data_next,
+                    meta_next,
+                } => {
+                    let data = self.out_data.spare_capacity_mut();
+                    if !touch_pages(data, data_next, fault_deadline) {
+                        return false;
+                    }
+                    let meta = self.out_meta.spare_capacity_mut();
+                    if !touch_pages(meta, meta_next, fault_deadline) {
+                        return false;
+                    }
+                    self.phase = Phase::Merging;
+                }
                 Phase::Merging => {
                     if !self.merge_until(deadline) {
                         return false;
@@ -148,15 +185,26 @@ impl MergeJob {
                         .pool
                         .take_index(slots_for(records), Purpose::MergeIndex)
                         .expect("exempt from quota");
-                    self.phase = Phase::Indexing {
+                    self.phase = Phase::FaultingIndex {
                         index: HashIndex::new(slots, records),
                         next: 0,
                     };
                 }
+                Phase::FaultingIndex { index, next } => {
+                    if !index.touch_pages(next, fault_deadline) {
+                        return false;
+                    }
+                    let Phase::FaultingIndex { index, .. } =
+                        std::mem::replace(&mut self.phase, Phase::Merging)
+                    else {
+                        unreachable!()
+                    };
+                    self.phase = Phase::Indexing { index, next: 0 };
+                }
                 Phase::Indexing { index, next } => {
                     let records = self.out_meta.len() / META_WORDS;
                     while *next < records {
-                        let end = (*next + RECORDS_PER_CLOCK_CHECK * 8).min(records);
+                        let end = (*next + RECORDS_PER_CLOCK_CHECK * 2).min(records);
                         for position in *next..end {
                             let at = position * META_WORDS;
                             let meta = Meta::unpack([self.out_meta[at], self.out_meta[at + 1]]);
@@ -294,10 +342,38 @@ impl Drop for MergeJob {
         self.pool.give(std::mem::take(&mut self.out_data));
         self.pool.give(std::mem::take(&mut self.out_meta));
         let phase = std::mem::replace(&mut self.phase, Phase::Merging);
-        if let Phase::Indexing { index, .. } | Phase::Done { index } = phase {
+        if let Phase::FaultingIndex { index, .. }
+        | Phase::Indexing { index, .. }
+        | Phase::Done { index } = phase
+        {
             self.pool.give(index.into_slots());
         }
     }
+}
+
+/// Bytes between two touches when faulting pages in.
+const PAGE_BYTES: usize = 4096;
+
+/// Writes one element per page of `buffer` from `*next` on, so the page
+/// faults happen here, in steps that can stop between them, rather than in
+/// the middle of a merge or index step. False if `deadline` came first.
+pub(crate) fn touch_pages<T: Default + Copy>(
+    buffer: &mut [std::mem::MaybeUninit<T>],
+    next: &mut usize,
+    deadline: Instant,
+) -> bool {
+    let stride = (PAGE_BYTES / std::mem::size_of::<T>()).max(1);
+    while *next < buffer.len() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        let slot = buffer[*next].as_mut_ptr();
+        // SAFETY: `slot` points at an element of `buffer`, which we borrow
+        // mutably; the write is volatile only so it cannot be optimised out.
+        unsafe { std::ptr::write_volatile(slot, T::default()) };
+        *next += stride;
+    }
+    true
 }
 
 /// Heap order: smallest head key first; the newest input first on ties.

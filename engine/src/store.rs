@@ -298,7 +298,8 @@ impl Store {
     /// Advances the merger for at most `budget` (capped at the configured
     /// `merge_step_budget`), starting a merge if one is needed.
     pub fn merge_step(&mut self, budget: Duration) -> MergeStatus {
-        let deadline = Instant::now() + budget.min(self.config.merge_step_budget);
+        let start = Instant::now();
+        let budget = budget.min(self.config.merge_step_budget);
         if self.job.is_none() {
             if self.stack.len() <= self.config.stack_height_max {
                 return MergeStatus::Idle;
@@ -306,7 +307,7 @@ impl Store {
             self.start_merge(None);
         }
         let job = self.job.as_mut().expect("a merge is running");
-        if !job.step(deadline) {
+        if !job.step(start, budget) {
             return MergeStatus::InProgress;
         }
         self.swap();
@@ -349,8 +350,9 @@ impl Store {
         if self.job.is_none() {
             self.start_merge(None);
         }
-        let far = Instant::now() + Duration::from_secs(3600 * 24 * 365);
-        while !self.job.as_mut().expect("a merge is running").step(far) {}
+        let unbounded = Duration::from_secs(3600 * 24 * 365);
+        let job = self.job.as_mut().expect("a merge is running");
+        while !job.step(Instant::now(), unbounded) {}
         self.swap();
     }
 
