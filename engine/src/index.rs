@@ -78,18 +78,8 @@ impl HashIndex {
         ((hash >> 32) as u32) >> self.pos_bits
     }
 
-    /// Faults in the table's pages ahead of the inserts (see
-    /// `merge::touch_pages`); false if `deadline` came first. Slots stay 0.
-    pub fn touch_pages(&mut self, next: &mut usize, deadline: std::time::Instant) -> bool {
-        // SAFETY: u32 and MaybeUninit<u32> have the same layout, and every
-        // write through the view stores 0, a valid u32 (and the empty slot).
-        let slots = unsafe {
-            std::slice::from_raw_parts_mut(
-                self.slots.as_mut_ptr() as *mut std::mem::MaybeUninit<u32>,
-                self.slots.len(),
-            )
-        };
-        crate::merge::touch_pages(slots, next, deadline)
+    pub fn slots(&self) -> &Vec<u32> {
+        &self.slots
     }
 
     /// Records `position` under `hash`. Positions are unique per segment.

@@ -23,7 +23,7 @@
 
 use crate::heap::CursorHeap;
 use crate::index::{hash_key, slots_for, HashIndex};
-use crate::pool::{Pool, Purpose};
+use crate::pool::{advise_huge_pages, Pool, Purpose};
 use crate::record::{is_expired, Meta, Op, META_WORDS};
 use crate::segment::Segment;
 use std::ops::Range;
@@ -65,10 +65,10 @@ enum Phase {
         meta_next: usize,
     },
     Merging,
-    /// Touching every page of the output index before filling it.
-    FaultingIndex {
-        index: HashIndex,
-        next: usize,
+    /// Zeroing (and so faulting in) the output index in chunks.
+    ZeroingIndex {
+        slots: Vec<u32>,
+        len: usize,
     },
     Indexing {
         index: HashIndex,
@@ -101,11 +101,22 @@ pub(crate) struct MergeJob {
     /// Of those, keys that a batch applied during the merge wrote again: the
     /// batch accounted for them in `len`, so the drop must not.
     pub expired_redecided: usize,
+    eager_huge_pages: bool,
     pool: Rc<Pool>,
 }
 
 impl MergeJob {
-    pub fn new(stack: &[Rc<Segment>], run: Range<usize>, now_ms: u64, pool: Rc<Pool>) -> MergeJob {
+    /// `eager_huge_pages`: advise the output onto huge pages before writing
+    /// it (only for merges without a time budget: the faults may stall);
+    /// otherwise it is advised when done, for the kernel to collapse in the
+    /// background.
+    pub fn new(
+        stack: &[Rc<Segment>],
+        run: Range<usize>,
+        now_ms: u64,
+        pool: Rc<Pool>,
+        eager_huge_pages: bool,
+    ) -> MergeJob {
         assert!(!run.is_empty() && run.end <= stack.len());
         let inputs = stack[run.clone()].to_vec();
         let data_len: usize = inputs.iter().map(|segment| segment.data_len()).sum();
@@ -116,6 +127,10 @@ impl MergeJob {
         let out_meta = pool
             .take_meta(records * META_WORDS, Purpose::Merge)
             .expect("exempt from quota");
+        if eager_huge_pages {
+            advise_huge_pages(&out_data);
+            advise_huge_pages(&out_meta);
+        }
         let cursors = vec![0; inputs.len()];
         let mut heap = CursorHeap::new();
         for (i, input) in inputs.iter().enumerate() {
@@ -141,6 +156,7 @@ impl MergeJob {
             },
             expired_dropped: 0,
             expired_redecided: 0,
+            eager_huge_pages,
             pool,
         }
     }
@@ -181,25 +197,36 @@ impl MergeJob {
                         return false;
                     }
                     let records = self.out_meta.len() / META_WORDS;
+                    let len = slots_for(records);
                     let slots = self
                         .pool
-                        .take_index(slots_for(records), Purpose::MergeIndex)
+                        .take_index_unzeroed(len, Purpose::MergeIndex)
                         .expect("exempt from quota");
-                    self.phase = Phase::FaultingIndex {
-                        index: HashIndex::new(slots, records),
-                        next: 0,
-                    };
-                }
-                Phase::FaultingIndex { index, next } => {
-                    if !index.touch_pages(next, fault_deadline) {
-                        return false;
+                    if self.eager_huge_pages {
+                        advise_huge_pages(&slots);
                     }
-                    let Phase::FaultingIndex { index, .. } =
+                    self.phase = Phase::ZeroingIndex { slots, len };
+                }
+                Phase::ZeroingIndex { slots, len } => {
+                    // Zeroing in chunks also faults the table in outside of
+                    // the random-order inserts that follow.
+                    while slots.len() < *len {
+                        if Instant::now() >= fault_deadline {
+                            return false;
+                        }
+                        let end = (slots.len() + ZERO_CHUNK_SLOTS).min(*len);
+                        slots.resize(end, 0);
+                    }
+                    let Phase::ZeroingIndex { slots, .. } =
                         std::mem::replace(&mut self.phase, Phase::Merging)
                     else {
                         unreachable!()
                     };
-                    self.phase = Phase::Indexing { index, next: 0 };
+                    let records = self.out_meta.len() / META_WORDS;
+                    self.phase = Phase::Indexing {
+                        index: HashIndex::new(slots, records),
+                        next: 0,
+                    };
                 }
                 Phase::Indexing { index, next } => {
                     let records = self.out_meta.len() / META_WORDS;
@@ -234,6 +261,11 @@ impl MergeJob {
         };
         let data = std::mem::take(&mut self.out_data);
         let meta = std::mem::take(&mut self.out_meta);
+        if !self.eager_huge_pages {
+            advise_huge_pages(&data);
+            advise_huge_pages(&meta);
+            advise_huge_pages(index.slots());
+        }
         if meta.is_empty() {
             self.pool.give(data);
             self.pool.give(meta);
@@ -342,14 +374,18 @@ impl Drop for MergeJob {
         self.pool.give(std::mem::take(&mut self.out_data));
         self.pool.give(std::mem::take(&mut self.out_meta));
         let phase = std::mem::replace(&mut self.phase, Phase::Merging);
-        if let Phase::FaultingIndex { index, .. }
-        | Phase::Indexing { index, .. }
-        | Phase::Done { index } = phase
-        {
+        if let Phase::ZeroingIndex { slots, .. } = phase {
+            self.pool.give(slots);
+            return;
+        }
+        if let Phase::Indexing { index, .. } | Phase::Done { index } = phase {
             self.pool.give(index.into_slots());
         }
     }
 }
+
+/// Index slots zeroed between two looks at the clock (16 KiB).
+const ZERO_CHUNK_SLOTS: usize = 4096;
 
 /// Bytes between two touches when faulting pages in.
 const PAGE_BYTES: usize = 4096;
