@@ -24,7 +24,7 @@
 use crate::heap::CursorHeap;
 use crate::index::{hash_key, slots_for, HashIndex};
 use crate::pool::{advise_huge_pages, Pool, Purpose};
-use crate::record::{is_expired, Meta, Op, META_WORDS};
+use crate::record::{compare_keys, is_expired, Meta, Op, META_WORDS};
 use crate::segment::Segment;
 use std::ops::Range;
 use std::rc::Rc;
@@ -414,7 +414,7 @@ pub(crate) fn touch_pages<T: Default + Copy>(
 
 /// Heap order: smallest head key first; the newest input first on ties.
 fn before(inputs: &[Rc<Segment>], cursors: &[usize], a: usize, b: usize) -> bool {
-    match inputs[a].key(cursors[a]).cmp(inputs[b].key(cursors[b])) {
+    match compare_keys(inputs[a].key(cursors[a]), inputs[b].key(cursors[b])) {
         std::cmp::Ordering::Equal => a > b,
         order => order == std::cmp::Ordering::Less,
     }
