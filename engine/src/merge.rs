@@ -172,7 +172,9 @@ impl MergeJob {
     /// Works until done or until `budget` from `start` is spent; true when
     /// the output is ready.
     pub fn step(&mut self, start: Instant, budget: Duration) -> bool {
-        let deadline = start + budget;
+        // Work stops a little before the budget: the last batch of records
+        // between two clock checks must still end inside it.
+        let deadline = start + budget - budget / 8;
         // A first touch of a fresh page can cost a whole huge page of zeroing
         // (~100 us), so faults start only in the first half of the budget.
         let fault_deadline = start + budget / 2;
