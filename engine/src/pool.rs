@@ -26,6 +26,9 @@ use std::mem::size_of;
 pub(crate) const POOLED_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Most spare buffers kept per kind (data, meta, index).
 pub(crate) const POOLED_BUFFERS_MAX: usize = 32;
+/// Most bytes kept in spare buffers of one kind: spares count against the
+/// quota, so they must stay a small share of it.
+pub(crate) const POOLED_SPARE_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// Smallest buffer capacity, in elements, so tiny batches share a class.
 const CAPACITY_MIN: usize = 64;
 
@@ -38,35 +41,56 @@ const HUGE_PAGE_ADVICE_BYTES_MIN: usize = 2 * 1024 * 1024;
 pub(crate) enum Purpose {
     /// Batch buffers: quota enforced, power-of-two sizes so they recycle.
     Batch,
-    /// Merge output: exempt from the quota, sized exactly (it is the
-    /// long-lived bulk of the store; rounding up would cost up to 2x).
+    /// Merge output: exempt from the quota; sized like batch buffers up to
+    /// [`POOLED_BYTES_MAX`], exactly above (large outputs are the long-lived
+    /// bulk of the store, where rounding up would cost up to 2x).
     Merge,
+    /// A merge output's index: exempt from the quota, sized exactly (its
+    /// size is already the load-factor choice; rounding would add up to 4
+    /// bytes per record).
+    MergeIndex,
     /// Loading an external segment's index: quota enforced, sized exactly.
     Load,
+    /// The key-ordered copy of a batch's data made at apply: exempt from the
+    /// quota (the batch's own buffer goes back at once, so the net is zero),
+    /// power-of-two sizes so it recycles.
+    Reorder,
 }
 
 impl Purpose {
+    /// Merge buffers are advised by the merge itself: a huge page fault can
+    /// stall for milliseconds (zeroing 2 MiB, or compacting memory to find
+    /// it), which a budgeted merge step cannot afford mid-write.
+    fn advises_huge_pages(self) -> bool {
+        !matches!(self, Purpose::Merge | Purpose::MergeIndex)
+    }
+
     fn enforces_quota(self) -> bool {
-        self != Purpose::Merge
+        matches!(self, Purpose::Batch | Purpose::Load)
     }
 
     fn capacity<T>(self, len: usize) -> usize {
-        if self == Purpose::Batch {
-            capacity_class::<T>(len)
-        } else {
-            len.max(1)
+        match self {
+            Purpose::Batch | Purpose::Reorder => capacity_class::<T>(len),
+            // Small merge outputs recycle like batch buffers (the many small
+            // merges of new segments then reuse memory instead of faulting
+            // in fresh pages); large ones, the bulk of a big store, are exact.
+            Purpose::Merge => capacity_class::<T>(len),
+            Purpose::MergeIndex | Purpose::Load => len.max(1),
         }
     }
 }
 
 pub(crate) struct FreeList<T> {
     spares: Vec<Vec<T>>,
+    spare_bytes: usize,
 }
 
 impl<T> FreeList<T> {
     fn new() -> FreeList<T> {
         FreeList {
             spares: Vec::with_capacity(POOLED_BUFFERS_MAX),
+            spare_bytes: 0,
         }
     }
 }
@@ -158,8 +182,16 @@ impl Pool {
         // write of the whole table.
         let index = vec![0u32; capacity];
         debug_assert_eq!(index.capacity(), capacity);
-        advise_huge_pages(&index);
+        if purpose.advises_huge_pages() {
+            advise_huge_pages(&index);
+        }
         Ok(index)
+    }
+
+    /// An empty index buffer with room for at least `len` slots, not zeroed:
+    /// the caller zeroes it in bounded chunks.
+    pub fn take_index_unzeroed(&self, len: usize, purpose: Purpose) -> Result<Vec<u32>, Error> {
+        self.take::<u32>(len, purpose)
     }
 
     fn take<T: Kind>(&self, len: usize, purpose: Purpose) -> Result<Vec<T>, Error> {
@@ -170,7 +202,9 @@ impl Pool {
         self.charge(capacity * size_of::<T>(), purpose)?;
         let buffer = Vec::with_capacity(capacity);
         debug_assert_eq!(buffer.capacity(), capacity);
-        advise_huge_pages(&buffer);
+        if purpose.advises_huge_pages() {
+            advise_huge_pages(&buffer);
+        }
         Ok(buffer)
     }
 
@@ -182,6 +216,7 @@ impl Pool {
             .iter()
             .position(|spare| spare.capacity() == capacity)?;
         let mut spare = list.spares.swap_remove(at);
+        list.spare_bytes -= spare.capacity() * size_of::<T>();
         spare.clear();
         Some(spare)
     }
@@ -211,7 +246,9 @@ impl Pool {
         if bytes <= POOLED_BYTES_MAX
             && capacity.is_power_of_two()
             && list.spares.len() < POOLED_BUFFERS_MAX
+            && list.spare_bytes + bytes <= POOLED_SPARE_BYTES_MAX
         {
+            list.spare_bytes += bytes;
             list.spares.push(buffer);
             return;
         }
@@ -240,7 +277,7 @@ impl Pool {
 /// huge pages: random probes into segment data, meta and indexes of hundreds
 /// of MiB otherwise pay a TLB miss and page walk on top of the cache miss.
 /// Advice only; failure (e.g. THP disabled) changes nothing.
-fn advise_huge_pages<T>(buffer: &Vec<T>) {
+pub(crate) fn advise_huge_pages<T>(buffer: &Vec<T>) {
     let bytes = buffer.capacity() * size_of::<T>();
     if bytes < HUGE_PAGE_ADVICE_BYTES_MIN {
         return;
@@ -261,7 +298,31 @@ fn advise_huge_pages<T>(buffer: &Vec<T>) {
     }
 }
 
+/// Gives the physical pages under `[address, address + bytes)` back to the
+/// kernel ahead of freeing a large buffer, so the free itself is cheap: the
+/// merger spreads that work over its steps instead of paying it at once.
+pub(crate) fn release_pages(address: usize, bytes: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE_BYTES: usize = 4096;
+        let start = address.next_multiple_of(PAGE_BYTES);
+        let end = (address + bytes) / PAGE_BYTES * PAGE_BYTES;
+        if end > start {
+            // SAFETY: callers pass a range inside a buffer they own and are
+            // about to free; nobody reads it again (after MADV_DONTNEED the
+            // pages would read as zeroes, still valid for the plain integer
+            // element types pools hold).
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (address, bytes);
+}
+
 fn drain<T>(list: &mut FreeList<T>) -> usize {
+    list.spare_bytes = 0;
     list.spares
         .drain(..)
         .map(|spare| spare.capacity() * size_of::<T>())
@@ -299,13 +360,15 @@ mod tests {
             })
         );
         let merge = pool.take_meta(10, Purpose::Merge).unwrap();
+        let index = pool.take_index(10, Purpose::MergeIndex).unwrap();
         assert_eq!(
             pool.held_bytes(),
-            4096 + 10 * 8,
-            "merge output is sized exactly"
+            4096 + 64 * 8 + 10 * 4,
+            "small merge output is pooled, merge indexes are exact"
         );
         pool.give(first);
         pool.give(merge);
+        pool.give(index);
     }
 
     #[test]
@@ -318,6 +381,20 @@ mod tests {
         let index = pool.take_index(100, Purpose::Batch).unwrap();
         assert!(index.iter().all(|&slot| slot == 0));
         pool.give(index);
+    }
+
+    #[test]
+    fn spares_are_bounded_in_bytes() {
+        let pool = Pool::new(usize::MAX);
+        let buffers: Vec<Vec<u8>> = (0..8)
+            .map(|_| pool.take_data(POOLED_BYTES_MAX, Purpose::Batch).unwrap())
+            .collect();
+        for buffer in buffers {
+            pool.give(buffer);
+        }
+        assert_eq!(pool.held_bytes(), POOLED_SPARE_BYTES_MAX);
+        pool.trim();
+        assert_eq!(pool.held_bytes(), 0);
     }
 
     #[test]

@@ -5,13 +5,16 @@ use crate::index::{hash_key, HashIndex};
 use crate::merge::{choose_run, drops_as_expired, MergeJob};
 use crate::pool::{Pool, Purpose};
 use crate::range::{Range, RangeRev};
-use crate::record::{Meta, Op, META_WORDS};
+use crate::record::{compare_keys, Meta, Op, META_WORDS};
 use crate::segment::{ExternalBytes, Found, Segment};
 use crate::snapshot::{bounds, lookup, Snapshot, Stack};
 use crate::{Entry, Error, StoreConfig, STACK_HEIGHT_LIMIT};
 use std::ops::RangeBounds;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
+
+/// Bytes of retired segments' pages released between two looks at the clock.
+const RELEASE_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// Keys of a batch looked up in the stack together (see `apply`).
 const LOOKUP_GROUP: usize = 16;
@@ -56,6 +59,10 @@ pub struct Store {
     pool: Rc<Pool>,
     stack: Stack,
     job: Option<MergeJob>,
+    /// Segments merged away or cleared, whose large buffers are released a
+    /// chunk at a time by `merge_step` (freeing hundreds of MiB at once
+    /// would take milliseconds).
+    retired: Vec<Rc<Segment>>,
     live_keys: usize,
     now_ms: u64,
     merges_completed: u64,
@@ -79,6 +86,7 @@ impl Store {
             config,
             stack: empty_stack(),
             job: None,
+            retired: Vec::with_capacity(STACK_HEIGHT_LIMIT),
             live_keys: 0,
             now_ms: system_now_ms(),
             merges_completed: 0,
@@ -146,8 +154,25 @@ impl Store {
         let pairs: &mut [[u64; 2]] = bytemuck::cast_slice_mut(&mut meta);
         // Keys are unique once superseded ops are gone: an unstable sort is
         // exact, and it needs no scratch buffer.
-        pairs.sort_unstable_by(|a, b| Meta::unpack(*a).key(&data).cmp(Meta::unpack(*b).key(&data)));
+        pairs.sort_unstable_by(|a, b| {
+            compare_keys(Meta::unpack(*a).key(&data), Meta::unpack(*b).key(&data))
+        });
         let records = pairs.len();
+        // Lay the bytes out in key order too (dropping superseded ops'
+        // bytes): ordered scans and merges of this segment then read `data`
+        // sequentially instead of missing the cache on every record.
+        let mut sorted = self
+            .pool
+            .take_data(data.len(), Purpose::Reorder)
+            .expect("exempt from quota");
+        for pair in pairs.iter_mut() {
+            let meta = Meta::unpack(*pair);
+            let offset = sorted.len();
+            sorted.extend_from_slice(&data[meta.offset..meta.offset + meta.len()]);
+            *pair = Meta { offset, ..meta }.pack();
+        }
+        self.pool.give(data);
+        let data = sorted;
         let mut table = table;
         table.fill(0);
         let mut index = HashIndex::new(table, records);
@@ -207,14 +232,7 @@ impl Store {
     }
 
     fn stack_mut(&mut self) -> &mut Vec<Rc<Segment>> {
-        if Rc::get_mut(&mut self.stack).is_none() {
-            // A snapshot shares the stack: copy the pointers, keeping room so
-            // pushes up to the limit never reallocate.
-            let mut copy = Vec::with_capacity(STACK_HEIGHT_LIMIT);
-            copy.extend(self.stack.iter().cloned());
-            self.stack = Rc::new(copy);
-        }
-        Rc::get_mut(&mut self.stack).expect("stack is unshared")
+        unshare(&mut self.stack)
     }
 
     /// The live value of `key` now. No allocation.
@@ -261,6 +279,9 @@ impl Store {
     /// a running merge is abandoned.
     pub fn clear(&mut self) {
         self.job = None;
+        if let Some(stack) = Rc::get_mut(&mut self.stack) {
+            self.retired.append(stack);
+        }
         self.stack = empty_stack();
         self.live_keys = 0;
     }
@@ -277,25 +298,49 @@ impl Store {
 
     /// The stack is taller than `stack_height_max`, or a merge is running.
     pub fn merge_needed(&self) -> bool {
-        self.job.is_some() || self.stack.len() > self.config.stack_height_max
+        self.job.is_some()
+            || !self.retired.is_empty()
+            || self.stack.len() > self.config.stack_height_max
     }
 
     /// Advances the merger for at most `budget` (capped at the configured
     /// `merge_step_budget`), starting a merge if one is needed.
     pub fn merge_step(&mut self, budget: Duration) -> MergeStatus {
-        let deadline = Instant::now() + budget.min(self.config.merge_step_budget);
+        let start = Instant::now();
+        let budget = budget.min(self.config.merge_step_budget);
+        // Releasing pages is kernel work of uneven cost: only in the first
+        // half of the budget, like page faults in a merge.
+        if !self.release_retired(start + budget / 2) {
+            return MergeStatus::InProgress;
+        }
         if self.job.is_none() {
             if self.stack.len() <= self.config.stack_height_max {
                 return MergeStatus::Idle;
             }
-            self.start_merge(None);
+            self.start_merge(None, true);
         }
         let job = self.job.as_mut().expect("a merge is running");
-        if !job.step(deadline) {
+        if !job.step(start, budget) {
             return MergeStatus::InProgress;
         }
         self.swap();
         MergeStatus::Swapped
+    }
+
+    /// Releases retired segments' memory a chunk at a time; true when done.
+    fn release_retired(&mut self, deadline: Instant) -> bool {
+        while let Some(last) = self.retired.last_mut() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            // Shared with a snapshot: its last holder frees it.
+            let released = Rc::get_mut(last)
+                .map_or(true, |segment| segment.release_pages(RELEASE_CHUNK_BYTES));
+            if released {
+                self.retired.pop();
+            }
+        }
+        true
     }
 
     /// Finishes the running merge, if any, then rewrites the whole stack
@@ -307,12 +352,12 @@ impl Store {
             self.merge_to_completion();
         }
         if !self.stack.is_empty() {
-            self.start_merge(Some(0..self.stack.len()));
+            self.start_merge(Some(0..self.stack.len()), false);
             self.merge_to_completion();
         }
     }
 
-    fn start_merge(&mut self, run: Option<std::ops::Range<usize>>) {
+    fn start_merge(&mut self, run: Option<std::ops::Range<usize>>, budgeted: bool) {
         assert!(self.job.is_none());
         let run = run.unwrap_or_else(|| {
             let sizes: Vec<usize> = self
@@ -327,16 +372,19 @@ impl Store {
             run,
             self.now_ms,
             self.pool.clone(),
+            !budgeted,
         ));
     }
 
     fn merge_to_completion(&mut self) {
         if self.job.is_none() {
-            self.start_merge(None);
+            self.start_merge(None, false);
         }
-        let far = Instant::now() + Duration::from_secs(3600 * 24 * 365);
-        while !self.job.as_mut().expect("a merge is running").step(far) {}
+        let unbounded = Duration::from_secs(3600 * 24 * 365);
+        let job = self.job.as_mut().expect("a merge is running");
+        while !job.step(Instant::now(), unbounded) {}
         self.swap();
+        self.release_retired(Instant::now() + unbounded);
     }
 
     fn swap(&mut self) {
@@ -344,7 +392,7 @@ impl Store {
         let run = job.run();
         // Keys dropped as expired whose drop a later write did not override.
         let expired_dropped = job.expired_dropped - job.expired_redecided;
-        let stack = self.stack_mut();
+        let stack = unshare(&mut self.stack);
         for (input, segment) in job.inputs().iter().zip(&stack[run.clone()]) {
             assert!(
                 Rc::ptr_eq(input, segment),
@@ -352,7 +400,7 @@ impl Store {
             );
         }
         let output = job.finish();
-        stack.drain(run.clone());
+        self.retired.extend(stack.drain(run.clone()));
         if let Some(output) = output {
             stack.insert(run.start, Rc::new(output));
         }
@@ -414,6 +462,17 @@ impl Store {
     pub fn trim(&mut self) {
         self.pool.trim();
     }
+}
+
+/// The stack's `Vec`, copied first if a snapshot shares it. The copy keeps
+/// room for the height limit, so pushes never reallocate.
+fn unshare(stack: &mut Stack) -> &mut Vec<Rc<Segment>> {
+    if Rc::get_mut(stack).is_none() {
+        let mut copy = Vec::with_capacity(STACK_HEIGHT_LIMIT);
+        copy.extend(stack.iter().cloned());
+        *stack = Rc::new(copy);
+    }
+    Rc::get_mut(stack).expect("stack is unshared")
 }
 
 /// Removes ops a later op on the same key replaced, keeping order.
