@@ -128,7 +128,8 @@ impl Client {
         self.inner.map.borrow().clone()
     }
 
-    /// How many times the map has been replaced since bootstrap.
+    /// How many map refreshes (`CLUSTER SLOTS` fetches) have succeeded
+    /// since bootstrap, whether or not the map changed.
     pub fn refreshes(&self) -> u64 {
         self.inner.refreshes.get()
     }
@@ -421,8 +422,8 @@ async fn refresh(inner: &Rc<Inner>) -> Result<(), ClientError> {
             .borrow_mut()
             .retain(|node, _| map.nodes().contains(node));
         *inner.map.borrow_mut() = map;
-        inner.refreshes.set(inner.refreshes.get() + 1);
     }
+    inner.refreshes.set(inner.refreshes.get() + 1);
     Ok(())
 }
 

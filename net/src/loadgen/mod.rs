@@ -155,10 +155,18 @@ pub fn run(config: &Config) -> Result<Report, LoadgenError> {
         let mut interval = new_histogram();
         let mut last_sample = measure_from;
         let mut last_requests = 0u64;
-        while !handles.iter().all(|h| h.is_finished()) {
-            std::thread::sleep(POLL_STEP);
+        loop {
+            // Threads publish their last figures before they finish, so a
+            // final partial sample catches short runs' tails.
+            let done = handles.iter().all(|h| h.is_finished());
+            if !done {
+                std::thread::sleep(POLL_STEP);
+            }
             let now = Instant::now();
             if now < measure_from {
+                if done {
+                    break;
+                }
                 continue;
             }
             if cpu_at_measure.is_none() {
@@ -168,11 +176,12 @@ pub fn run(config: &Config) -> Result<Report, LoadgenError> {
                     .for_each(|slot| slot.drain_into(&mut new_histogram()));
                 last_sample = now;
             }
-            if now.duration_since(last_sample) >= SAMPLE_INTERVAL {
-                let requests: u64 = live
-                    .iter()
-                    .map(|slot| slot.requests.load(std::sync::atomic::Ordering::Relaxed))
-                    .sum();
+            let requests: u64 = live
+                .iter()
+                .map(|slot| slot.requests.load(std::sync::atomic::Ordering::Relaxed))
+                .sum();
+            let due = now.duration_since(last_sample) >= SAMPLE_INTERVAL;
+            if due || (done && requests > last_requests) {
                 live.iter().for_each(|slot| slot.drain_into(&mut interval));
                 let seconds = now.duration_since(last_sample).as_secs_f64();
                 let [p50, _, p99, _, _] = percentiles_us(&interval);
@@ -192,6 +201,9 @@ pub fn run(config: &Config) -> Result<Report, LoadgenError> {
                 interval.reset();
                 last_requests = requests;
                 last_sample = now;
+            }
+            if done {
+                break;
             }
         }
         let finished = Instant::now();
