@@ -14,7 +14,7 @@ PORT=${PORT:-18600}
 TESSERA_ARGS=${TESSERA_ARGS:---durability async}
 BENCH_ARGS=${BENCH_ARGS:---threads 1 --connections 50 --pipeline 16 --ratio 1:1 --data-size 32 --keyspace 100000 --duration 10 --warmup 1}
 PLOT=${PLOT:-$ROOT/target/bench.svg}
-TESSERA=$ROOT/target/release/tessera
+TESSERA=${TESSERA:-$ROOT/target/release/tessera}
 BENCH=$ROOT/target/release/tessera-bench
 [ -x "$BENCH" ] || { echo "bench: $BENCH not built" >&2; exit 1; }
 [ -x "$TESSERA" ] || { echo "bench: no tessera server binary in this checkout ($TESSERA); use make compare" >&2; exit 1; }

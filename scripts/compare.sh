@@ -25,7 +25,7 @@ LOAD_CPU=${LOAD_CPU:-1}
 PORT=${PORT:-18500}
 TESSERA_ARGS=${TESSERA_ARGS:---durability async}
 BENCH=$ROOT/target/release/tessera-bench
-TESSERA=$ROOT/target/release/tessera
+TESSERA=${TESSERA:-$ROOT/target/release/tessera}
 CLK_TCK=$(getconf CLK_TCK)
 SCRATCH=$(mktemp -d)
 SERVER_PID=
@@ -93,12 +93,18 @@ for run in $(seq "$RUNS"); do
     for name in "${SERVERS[@]}"; do
         start_server "$name"
         before=$(cpu_ticks "$SERVER_PID")
+        status=0
         json=$(taskset -c "$LOAD_CPU" "$BENCH" --mode "$MODE" --port "$PORT" --threads 1 \
             --connections "$CONNECTIONS" --pipeline "$PIPELINE" --ratio "$RATIO" --data-size "$DATA_SIZE" \
-            --keyspace "$KEYSPACE" --duration "$DURATION" --quiet --json)
+            --keyspace "$KEYSPACE" --duration "$DURATION" --quiet --json 2>"$SCRATCH/bench.err") || status=$?
         after=$(cpu_ticks "$SERVER_PID")
         kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
         rm -rf "$SCRATCH/data"
+        if [ "$status" != 0 ]; then
+            # One server failing (e.g. a command it lacks) must not hide the others.
+            echo "run $run $name: load failed: $(cat "$SCRATCH/bench.err")"
+            continue
+        fi
         requests=$(json_field requests "$json")
         cpu_us=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN {printf "%.3f", t * 1e6 / hz / n}')
         ops=$(json_field ops_per_sec "$json")
@@ -117,6 +123,10 @@ redis_ops=$(echo ${OPS[redis]} | tr ' ' '\n' | median)
 redis_cpu=$(echo ${CPU[redis]} | tr ' ' '\n' | median)
 printf "%-8s %12s %10s %10s %16s %12s %14s\n" server "ops/s" "p50 us" "p99 us" "cpu us/request" "ops vs redis" "cpu vs redis"
 for name in "${SERVERS[@]}"; do
+    if [ -z "${OPS[$name]:-}" ]; then
+        printf "%-8s %12s\n" "$name" "failed"
+        continue
+    fi
     ops=$(echo ${OPS[$name]} | tr ' ' '\n' | median)
     cpu=$(echo ${CPU[$name]} | tr ' ' '\n' | median)
     printf "%-8s %12.0f %10.1f %10.1f %16.3f %12s %14s\n" "$name" "$ops" \
