@@ -34,26 +34,33 @@ cpu_of() {
 # rps_rb CMD: redis-benchmark prints "SET: N requests per second"; sum -> mean over set,get.
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
+run_rb() {
+    # redis-benchmark: SET test then GET test, N each.
+    rbout=$(mktemp)
+    /usr/bin/time -f "%U %S" -o "$rbout.t" taskset -c "$LOAD_CPU" redis-benchmark -p "$PORT" \
+        --threads 1 -c 50 -P "$P" -t set,get -d 32 -r 100000 -n "$N" -q >"$rbout" 2>/dev/null
+    rb_cpu=$(awk '{printf "%.3f", $1 + $2}' "$rbout.t")
+    # Throughput over both tests: 2N requests over the sum of their times.
+    rb_rps=$(tr '\r' '\n' <"$rbout" | awk -v n="$N" '/requests per second/ {t += n / $2} END {printf "%.0f", 2 * n / t}')
+    rm -f "$rbout" "$rbout.t"
+}
+run_tb() {
+    tbout=$(mktemp)
+    /usr/bin/time -f "%U %S" -o "$tbout.t" taskset -c "$LOAD_CPU" "$BENCH" --mode single --port "$PORT" \
+        --threads 1 --connections 50 --pipeline "$P" --ratio 1:1 --data-size 32 --keyspace 100000 \
+        --requests $((2 * N)) --quiet --json >"$tbout"
+    tb_cpu=$(awk '{printf "%.3f", $1 + $2}' "$tbout.t")
+    tb_rps=$(sed -E 's/.*"ops_per_sec":([0-9.]+).*/\1/' "$tbout" | awk '{printf "%.0f", $1}')
+    rm -f "$tbout" "$tbout.t"
+}
 printf "%-4s %-4s %-16s %12s %10s %14s\n" run P tool "req/s" "cpu s" "cpu us/req"
 declare -A RPS CPU
 for P in 1 16; do
     N=$([ "$P" = 1 ] && echo "$N1" || echo "$N16")
     for run in $(seq "$RUNS"); do
-        # redis-benchmark: SET test then GET test, N each.
-        rbout=$(mktemp)
-        /usr/bin/time -f "%U %S" -o "$rbout.t" taskset -c "$LOAD_CPU" redis-benchmark -p "$PORT" \
-            --threads 1 -c 50 -P "$P" -t set,get -d 32 -r 100000 -n "$N" -q >"$rbout" 2>/dev/null
-        rb_cpu=$(awk '{printf "%.3f", $1 + $2}' "$rbout.t")
-        # Throughput over both tests: 2N requests over the sum of their times.
-        rb_rps=$(tr '\r' '\n' <"$rbout" | awk -v n="$N" '/requests per second/ {t += n / $2} END {printf "%.0f", 2 * n / t}')
-        rm -f "$rbout" "$rbout.t"
-        tbout=$(mktemp)
-        /usr/bin/time -f "%U %S" -o "$tbout.t" taskset -c "$LOAD_CPU" "$BENCH" --mode single --port "$PORT" \
-            --threads 1 --connections 50 --pipeline "$P" --ratio 1:1 --data-size 32 --keyspace 100000 \
-            --requests $((2 * N)) --quiet --json >"$tbout"
-        tb_cpu=$(awk '{printf "%.3f", $1 + $2}' "$tbout.t")
-        tb_rps=$(sed -E 's/.*"ops_per_sec":([0-9.]+).*/\1/' "$tbout" | awk '{printf "%.0f", $1}')
-        rm -f "$tbout" "$tbout.t"
+        # Alternate which tool goes first, so a drift in the machine's load
+        # (it is shared) doesn't always favour the same one.
+        if [ $((run % 2)) = 1 ]; then run_rb; run_tb; else run_tb; run_rb; fi
         for tool in redis-benchmark tessera-bench; do
             if [ $tool = redis-benchmark ]; then rps=$rb_rps; cpu=$rb_cpu; else rps=$tb_rps; cpu=$tb_cpu; fi
             per=$(awk -v c="$cpu" -v n="$N" 'BEGIN {printf "%.3f", c * 1e6 / (2 * n)}')

@@ -99,7 +99,8 @@ pub struct RunShared<'a> {
     pub config: &'a Config,
     pub live: &'a LiveSlot,
     pub barrier: &'a Barrier,
-    /// Set by the main thread to stop early (e.g. every thread failed).
+    /// Set by a thread that fails to start, so the others stop at once
+    /// instead of running the whole duration for a report that will fail.
     pub abort: &'a AtomicBool,
 }
 
@@ -109,11 +110,23 @@ pub fn run_thread(plan: ThreadPlan, shared: RunShared<'_>) -> Result<RunStats, L
     let prepared = prepare(&plan, shared.config);
     // Every thread must reach the barrier even on failure, or the others hang.
     shared.barrier.wait();
-    let (mut ring, mut conns) = prepared?;
-    if let Some(cpu) = plan.cpu {
-        pin_to_cpu(cpu)?;
+    let started = prepared.and_then(|prepared| {
+        if let Some(cpu) = plan.cpu {
+            pin_to_cpu(cpu)?;
+        }
+        Ok(prepared)
+    });
+    let (mut ring, mut conns) =
+        started.inspect_err(|_| shared.abort.store(true, Ordering::Relaxed))?;
+    let stats = drive(&mut ring, &mut conns, &plan, &shared);
+    drop(ring);
+    if stats.is_err() {
+        // `drive` failed with operations possibly still in the kernel, and
+        // closing a ring doesn't wait for them: leak the buffers they point
+        // into rather than free them under the kernel (the run is over).
+        std::mem::forget(conns);
     }
-    drive(&mut ring, &mut conns, &plan, &shared)
+    stats
 }
 
 fn prepare(plan: &ThreadPlan, config: &Config) -> Result<(IoUring, Vec<Conn>), LoadgenError> {
