@@ -424,18 +424,19 @@ impl Driver<'_> {
         if conn.recording {
             self.stats.bytes_received += result as u64;
         }
+        // Every reply framed by this completion arrived at `now` for a batch
+        // that started at `batch_start`: one latency, recorded once per
+        // command with a count rather than once per reply.
         let latency_ns = now.saturating_duration_since(conn.batch_start).as_nanos() as u64;
+        let mut replies = [0u64; Command::ALL.len()];
+        let mut errors = [0u64; Command::ALL.len()];
         let mut consumed = 0;
         while conn.replied < conn.batch.len() {
             match scan_reply(&conn.recv_buf[consumed..conn.recv_len]) {
                 Ok(Some(scanned)) => {
-                    if conn.recording {
-                        let command = &mut self.stats.commands[conn.batch[conn.replied].index()];
-                        command.requests += 1;
-                        command.errors += u64::from(scanned.is_error);
-                        command.latency_ns.saturating_record(latency_ns);
-                        self.interval.saturating_record(latency_ns);
-                    }
+                    let command = conn.batch[conn.replied].index();
+                    replies[command] += 1;
+                    errors[command] += u64::from(scanned.is_error);
                     consumed += scanned.len;
                     conn.replied += 1;
                 }
@@ -445,6 +446,19 @@ impl Driver<'_> {
                     return Ok(false);
                 }
             }
+        }
+        if conn.recording {
+            for (command, stats) in self.stats.commands.iter_mut().enumerate() {
+                if replies[command] > 0 {
+                    stats.requests += replies[command];
+                    stats.errors += errors[command];
+                    stats
+                        .latency_ns
+                        .saturating_record_n(latency_ns, replies[command]);
+                }
+            }
+            self.interval
+                .saturating_record_n(latency_ns, replies.iter().sum());
         }
         conn.recv_buf.copy_within(consumed..conn.recv_len, 0);
         conn.recv_len -= consumed;
