@@ -90,6 +90,26 @@ fn single_mode_against_redis_server() {
         "{json}"
     );
     assert!(!json.contains("\"SET\""), "no SET in a 0:1 mix");
+
+    // A fixed rate with a request budget: every budgeted request is sent
+    // (waiting for the schedule must not use the budget up), at the rate.
+    let json = run_bench(&[
+        "--mode",
+        "single",
+        "--port",
+        &port,
+        "--connections",
+        "4",
+        "--rate",
+        "4000",
+        "--requests",
+        "2000",
+    ]);
+    let n = assert_sane(&json, 2000.0, 0.0);
+    assert!(
+        n["duration_s"] >= 0.4,
+        "2000 requests at 4000/s take 0.5 s: {json}"
+    );
 }
 
 fn numbers_of(json: &str) -> std::collections::HashMap<String, f64> {

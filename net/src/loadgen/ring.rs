@@ -319,7 +319,17 @@ impl Driver<'_> {
             if self.stopping {
                 return Ok(WAIT_SLICE);
             }
-            let recording = now >= self.measure_from;
+            // The schedule first: a batch that isn't due yet consumes nothing.
+            let batch_start = match self.batch_interval {
+                None => now,
+                Some(_) if now < self.next_due => return Ok(self.next_due - now),
+                Some(interval) => {
+                    let due = self.next_due;
+                    self.next_due += interval;
+                    due
+                }
+            };
+            let recording = batch_start >= self.measure_from;
             let mut count = self.config.pipeline;
             if recording {
                 if let Some(left) = self.budget_left {
@@ -331,20 +341,9 @@ impl Driver<'_> {
                     self.budget_left = Some(left - count as u64);
                 }
             }
-            let batch_start = match self.batch_interval {
-                None => now,
-                Some(interval) => {
-                    if now < self.next_due {
-                        return Ok(self.next_due - now);
-                    }
-                    let due = self.next_due;
-                    self.next_due += interval;
-                    due
-                }
-            };
             ready.pop_front();
             let conn = &mut conns[index];
-            self.fill_batch(conn, count, batch_start, batch_start >= self.measure_from);
+            self.fill_batch(conn, count, batch_start, recording);
             conn.send_done = false;
             queue_send(ring, conn, index)?;
             queue_recv(ring, conn, index)?;
