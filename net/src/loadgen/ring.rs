@@ -80,8 +80,6 @@ struct Conn {
     keys: KeyChooser,
     rng: Rng,
     send_buf: Vec<u8>,
-    sent: usize,
-    send_done: bool,
     recv_buf: Box<[u8]>,
     recv_len: usize,
     /// The batch in flight, one command per pipeline slot.
@@ -126,10 +124,11 @@ pub fn run_thread(plan: ThreadPlan, shared: RunShared<'_>) -> Result<RunStats, L
         started.inspect_err(|_| shared.abort.store(true, Ordering::Relaxed))?;
     let stats = drive(&mut ring, &mut conns, &plan, &shared);
     drop(ring);
-    if stats.is_err() {
-        // `drive` failed with operations possibly still in the kernel, and
-        // closing a ring doesn't wait for them: leak the buffers they point
-        // into rather than free them under the kernel (the run is over).
+    if stats.is_err() || conns.iter().any(|conn| !conn.alive) {
+        // A failed connection may still have its silent send in the kernel
+        // (as may anything when `drive` failed), and closing a ring doesn't
+        // wait for it: leak the buffers rather than free them under the
+        // kernel (the run is over).
         std::mem::forget(conns);
     }
     stats
@@ -176,8 +175,6 @@ fn prepare(plan: &ThreadPlan, config: &Config) -> Result<(IoUring, Vec<Conn>), L
                 ),
                 rng: Rng::new(seed ^ 0x5eed),
                 send_buf: Vec::with_capacity(send_capacity),
-                sent: 0,
-                send_done: true,
                 recv_buf: vec![0u8; recv_capacity].into_boxed_slice(),
                 recv_len: 0,
                 batch: Vec::with_capacity(config.pipeline),
@@ -287,11 +284,16 @@ fn drive(
             let index = (user_data >> OP_BITS) as usize;
             let op = user_data & ((1 << OP_BITS) - 1);
             let conn = &mut conns[index];
-            assert!(conn.ops_in_flight > 0, "completion for a quiet connection");
-            conn.ops_in_flight -= 1;
             let idle = match op {
-                OP_SEND => driver.on_sent(ring, conn, index, result)?,
-                OP_RECV => driver.on_received(ring, conn, index, result, now)?,
+                OP_SEND => {
+                    driver.on_send_failed(conn);
+                    false
+                }
+                OP_RECV => {
+                    assert!(conn.ops_in_flight > 0, "completion for a quiet connection");
+                    conn.ops_in_flight -= 1;
+                    driver.on_received(ring, conn, index, result, now)?
+                }
                 _ => unreachable!("unknown op {op}"),
             };
             if idle {
@@ -344,7 +346,9 @@ impl Driver<'_> {
             ready.pop_front();
             let conn = &mut conns[index];
             self.fill_batch(conn, count, batch_start, recording);
-            conn.send_done = false;
+            if recording {
+                self.stats.bytes_sent += conn.send_buf.len() as u64;
+            }
             queue_send(ring, conn, index)?;
             queue_recv(ring, conn, index)?;
         }
@@ -354,11 +358,10 @@ impl Driver<'_> {
     /// Encode `count` commands into the connection's send buffer.
     fn fill_batch(&mut self, conn: &mut Conn, count: usize, batch_start: Instant, recording: bool) {
         assert!(count > 0 && count <= self.config.pipeline);
-        assert!(conn.send_done && conn.replied == conn.batch.len() && conn.recv_len == 0);
+        assert!(conn.replied == conn.batch.len() && conn.recv_len == 0);
         let capacity = conn.send_buf.capacity();
         conn.send_buf.clear();
         conn.batch.clear();
-        conn.sent = 0;
         conn.replied = 0;
         conn.batch_start = batch_start;
         conn.recording = recording;
@@ -383,28 +386,11 @@ impl Driver<'_> {
         );
     }
 
-    fn on_sent(
-        &mut self,
-        ring: &mut IoUring,
-        conn: &mut Conn,
-        index: usize,
-        result: i32,
-    ) -> Result<bool, LoadgenError> {
-        if result <= 0 {
-            self.fail(conn);
-            return Ok(false);
-        }
-        conn.sent += result as usize;
-        assert!(conn.sent <= conn.send_buf.len());
-        if conn.recording {
-            self.stats.bytes_sent += result as u64;
-        }
-        if conn.sent < conn.send_buf.len() {
-            queue_send(ring, conn, index)?;
-            return Ok(false);
-        }
-        conn.send_done = true;
-        Ok(conn.alive && conn.replied == conn.batch.len())
+    /// Sends complete silently (`IOSQE_CQE_SKIP_SUCCESS`): a send
+    /// completion means it failed or came up short even with `MSG_WAITALL`,
+    /// and the connection can't be trusted to be in sync any more.
+    fn on_send_failed(&mut self, conn: &mut Conn) {
+        self.fail(conn);
     }
 
     fn on_received(
@@ -475,7 +461,9 @@ impl Driver<'_> {
             self.fail(conn);
             return Ok(false);
         }
-        Ok(conn.send_done)
+        // Every reply is in, so the server had every byte of the batch: the
+        // silent send is over and its buffer free for the next batch.
+        Ok(true)
     }
 
     /// The connection broke (closed, reset, or out of sync): count what it
@@ -493,16 +481,20 @@ impl Driver<'_> {
     }
 }
 
+/// Queue the connection's whole batch as one send. It completes silently
+/// on success (no completion to reap, no wakeup); `MSG_WAITALL` makes the
+/// kernel retry a short send itself. Not counted in `ops_in_flight`: it is
+/// over once every reply has arrived.
 fn queue_send(ring: &mut IoUring, conn: &mut Conn, index: usize) -> Result<(), LoadgenError> {
-    let pending = &conn.send_buf[conn.sent..];
     let entry = opcode::Send::new(
         types::Fd(conn.stream.as_raw_fd()),
-        pending.as_ptr(),
-        pending.len() as u32,
+        conn.send_buf.as_ptr(),
+        conn.send_buf.len() as u32,
     )
+    .flags(libc::MSG_WAITALL)
     .build()
+    .flags(squeue::Flags::SKIP_SUCCESS)
     .user_data(((index as u64) << OP_BITS) | OP_SEND);
-    conn.ops_in_flight += 1;
     push(ring, &entry)
 }
 
