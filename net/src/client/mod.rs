@@ -11,6 +11,13 @@
 //! correctness tool and an application library, not the benchmark driver;
 //! `tessera-bench` drives load with its own io_uring loop and reuses only
 //! [`resp`] from here.
+//!
+//! Trade-off: the client allocates per request (the encoded command and the
+//! decoded [`Reply`] tree). Replies are owned values handed to the caller,
+//! so a zero-copy design would tie them to a connection buffer's lifetime;
+//! for an application client that convenience is worth a few allocations,
+//! while the load generator, whose cost per request is the measurement,
+//! allocates nothing.
 
 mod cluster;
 mod conn;
