@@ -24,3 +24,15 @@ release:
 run:
 	$(CARGO) build --release -p tessera-net --bin tessera
 	./target/release/tessera $(ARGS)
+# Start a release server pinned to one core and drive it from the other
+# (scripts/bench.sh documents the knobs).
+bench:
+	$(CARGO) build --release -p tessera-net --bins
+	scripts/bench.sh
+
+# Same load against Tessera, its ceiling responder and redis-server on the
+# same pinned core, one after the other; side-by-side table with ratios and
+# server CPU per request (scripts/compare.sh).
+compare:
+	$(CARGO) build --release -p tessera-net --bins
+	scripts/compare.sh

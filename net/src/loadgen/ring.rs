@@ -1,0 +1,561 @@
+//! One load thread: a pinned thread driving many connections through one
+//! io_uring ring.
+//!
+//! The hot loop allocates nothing. Every connection owns a send buffer sized
+//! for a full pipeline of the largest commands and a fixed receive buffer; a
+//! batch is encoded into the send buffer in place (the buffer only ever
+//! reuses its capacity), sent with one `send`, and answered into the receive
+//! buffer, where [`scan_reply`] frames replies without decoding them. A
+//! connection's `send` and `recv` are queued together, and the whole ring's
+//! queued operations go to the kernel in one `io_uring_enter` per loop turn,
+//! which also waits for completions: at 50 connections that is one system
+//! call for up to 100 operations. Sends complete silently
+//! (`IOSQE_CQE_SKIP_SUCCESS`), so a batch costs one completion, its reply's.
+//!
+//! Latency is measured per pipeline slot from the batch's start (all slots
+//! of a batch are written by the same `send`) to the completion that carried
+//! the slot's reply. With `--rate`, a batch's start is its *scheduled* time,
+//! not when a connection became free, so a server that falls behind shows up
+//! in the latency (no coordinated omission).
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use io_uring::{opcode, squeue, types, IoUring};
+
+use super::config::Config;
+use super::stats::{new_histogram, Command, LiveSlot, RunStats};
+use super::workload::{write_key, KeyChooser, KeyPool, Rng, Zipf, KEY_LEN};
+use super::LoadgenError;
+use crate::client::resp::{encode_command, scan_reply};
+
+/// Operations a ring holds: a send and a recv per connection, rounded up.
+const RING_ENTRIES_MAX: u32 = 16 * 1024;
+/// Receive buffer floor; it also always fits the largest single reply.
+const RECV_BUFFER_BYTES_MIN: usize = 64 * 1024;
+/// RESP framing around one command's key and value (`*3\r\n$3\r\nSET\r\n`..).
+const COMMAND_OVERHEAD_BYTES: usize = 64;
+/// Longest wait in the kernel, so progress and stop checks run on time.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
+/// How long outstanding replies may take once the run has stopped.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a thread hands its interval latencies to the main thread.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// `IORING_RECVSEND_POLL_FIRST`: a reply is never there yet when we queue
+/// the recv (the request is still on its way), so skip the doomed first
+/// attempt and arm the poll straight away.
+const RECV_POLL_FIRST: u16 = 1;
+
+const OP_SEND: u64 = 1;
+const OP_RECV: u64 = 2;
+const OP_BITS: u32 = 2;
+
+/// The ports one thread drives and how its keys are drawn for each.
+pub struct Target {
+    pub addr: SocketAddr,
+    pub pool: KeyPool,
+    /// Built for `pool.len()` when the pattern is Zipf.
+    pub zipf: Option<Arc<Zipf>>,
+}
+
+/// Everything one thread needs, decided by the main thread.
+pub struct ThreadPlan {
+    pub index: usize,
+    pub cpu: Option<usize>,
+    pub targets: Vec<Target>,
+    /// Requests this thread sends after warmup (`--requests`); `None`: until time is up.
+    pub requests_budget: Option<u64>,
+    /// This thread's share of `--rate`.
+    pub rate_ops_per_sec: Option<f64>,
+}
+
+struct Conn {
+    stream: TcpStream,
+    keys: KeyChooser,
+    rng: Rng,
+    send_buf: Vec<u8>,
+    recv_buf: Box<[u8]>,
+    recv_len: usize,
+    /// The batch in flight, one command per pipeline slot.
+    batch: Vec<Command>,
+    replied: usize,
+    batch_start: Instant,
+    recording: bool,
+    alive: bool,
+    /// Operations queued in the ring that have not completed.
+    ops_in_flight: u32,
+}
+
+/// Shared per-run inputs of every thread.
+pub struct RunShared<'a> {
+    pub config: &'a Config,
+    pub live: &'a LiveSlot,
+    pub barrier: &'a Barrier,
+    /// Set by a thread that fails to start, so the others stop at once
+    /// instead of running the whole duration for a report that will fail.
+    pub abort: &'a AtomicBool,
+}
+
+/// Connect, wait for every other thread, drive load, drain, and return
+/// this thread's totals.
+pub fn run_thread(plan: ThreadPlan, shared: RunShared<'_>) -> Result<RunStats, LoadgenError> {
+    let prepared = prepare(&plan, shared.config);
+    // Every thread must reach the barrier even on failure, or the others hang.
+    shared.barrier.wait();
+    let started = prepared.and_then(|prepared| {
+        if let Some(cpu) = plan.cpu {
+            pin_to_cpu(cpu)?;
+        }
+        if plan.rate_ops_per_sec.is_some() {
+            // A fixed rate sleeps until each batch is due; the default 50 us
+            // timer slack would add up to that much to every latency.
+            // SAFETY: PR_SET_TIMERSLACK takes a plain integer.
+            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+        }
+        Ok(prepared)
+    });
+    let (mut ring, mut conns) =
+        started.inspect_err(|_| shared.abort.store(true, Ordering::Relaxed))?;
+    let stats = drive(&mut ring, &mut conns, &plan, &shared);
+    drop(ring);
+    if stats.is_err() || conns.iter().any(|conn| !conn.alive) {
+        // A failed connection may still have its silent send in the kernel
+        // (as may anything when `drive` failed), and closing a ring doesn't
+        // wait for it: leak the buffers rather than free them under the
+        // kernel (the run is over).
+        std::mem::forget(conns);
+    }
+    stats
+}
+
+fn prepare(plan: &ThreadPlan, config: &Config) -> Result<(IoUring, Vec<Conn>), LoadgenError> {
+    let conn_count = plan.targets.len() * config.connections;
+    let entries = (2 * conn_count as u32 + 8)
+        .next_power_of_two()
+        .min(RING_ENTRIES_MAX);
+    let ring = IoUring::builder()
+        .setup_single_issuer()
+        .setup_coop_taskrun()
+        .setup_defer_taskrun()
+        .build(entries)
+        .or_else(|_| IoUring::new(entries))
+        .map_err(|source| LoadgenError::Ring { source })?;
+    let send_capacity = config.pipeline * (KEY_LEN + config.data_size_max + COMMAND_OVERHEAD_BYTES);
+    let recv_capacity =
+        RECV_BUFFER_BYTES_MIN.max(2 * (config.data_size_max + COMMAND_OVERHEAD_BYTES));
+    let mut conns = Vec::with_capacity(conn_count);
+    for (target_index, target) in plan.targets.iter().enumerate() {
+        for slot in 0..config.connections {
+            let stream =
+                TcpStream::connect(target.addr).map_err(|source| LoadgenError::Connect {
+                    addr: target.addr,
+                    source,
+                })?;
+            stream
+                .set_nodelay(true)
+                .map_err(|source| LoadgenError::Connect {
+                    addr: target.addr,
+                    source,
+                })?;
+            let seed = ((plan.index as u64) << 40) ^ ((target_index as u64) << 20) ^ slot as u64;
+            let start = seed.wrapping_mul(0x9e37_79b9) % target.pool.len();
+            conns.push(Conn {
+                stream,
+                keys: KeyChooser::new(
+                    target.pool.clone(),
+                    config.key_pattern,
+                    target.zipf.clone(),
+                    start,
+                ),
+                rng: Rng::new(seed ^ 0x5eed),
+                send_buf: Vec::with_capacity(send_capacity),
+                recv_buf: vec![0u8; recv_capacity].into_boxed_slice(),
+                recv_len: 0,
+                batch: Vec::with_capacity(config.pipeline),
+                replied: 0,
+                batch_start: Instant::now(),
+                recording: false,
+                alive: true,
+                ops_in_flight: 0,
+            });
+        }
+    }
+    assert!(conns.len() < (1 << (64 - OP_BITS)));
+    Ok((ring, conns))
+}
+
+/// Per-thread loop state that is not per connection.
+struct Driver<'a> {
+    config: &'a Config,
+    stats: RunStats,
+    interval: Histogram<u64>,
+    value: Vec<u8>,
+    measure_from: Instant,
+    stop_at: Option<Instant>,
+    budget_left: Option<u64>,
+    batch_interval: Option<Duration>,
+    next_due: Instant,
+    stopping: bool,
+}
+
+fn drive(
+    ring: &mut IoUring,
+    conns: &mut [Conn],
+    plan: &ThreadPlan,
+    shared: &RunShared<'_>,
+) -> Result<RunStats, LoadgenError> {
+    let config = shared.config;
+    let start = Instant::now();
+    let measure_from = start + config.warmup;
+    let mut driver = Driver {
+        config,
+        stats: RunStats::default(),
+        interval: new_histogram(),
+        value: vec![b'x'; config.data_size_max],
+        measure_from,
+        stop_at: match config.stop {
+            super::config::Stop::After(duration) => Some(measure_from + duration),
+            super::config::Stop::Requests(_) => None,
+        },
+        budget_left: plan.requests_budget,
+        batch_interval: plan
+            .rate_ops_per_sec
+            .map(|rate| Duration::from_secs_f64(config.pipeline as f64 / rate)),
+        next_due: start,
+        stopping: false,
+    };
+    let mut ready: VecDeque<usize> = (0..conns.len()).collect();
+    let mut last_publish = start;
+    let mut completions: Vec<(u64, i32)> = Vec::with_capacity(ring.params().cq_entries() as usize);
+    let mut drain_deadline: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if driver.stop_at.is_some_and(|stop_at| now >= stop_at)
+            || shared.abort.load(Ordering::Relaxed)
+        {
+            driver.stopping = true;
+        }
+        let wait = driver.dispatch(ring, conns, &mut ready, now)?;
+        if now.duration_since(last_publish) >= PUBLISH_INTERVAL {
+            shared
+                .live
+                .publish(driver.stats.requests(), &mut driver.interval);
+            last_publish = now;
+        }
+        let in_flight: u32 = conns.iter().map(|c| c.ops_in_flight).sum();
+        if in_flight == 0 && (driver.stopping || conns.iter().all(|c| !c.alive)) {
+            break;
+        }
+        if driver.stopping {
+            let deadline = *drain_deadline.get_or_insert(now + DRAIN_TIMEOUT);
+            if now >= deadline {
+                // Shutting the sockets down completes every pending op.
+                for conn in conns.iter_mut().filter(|c| c.ops_in_flight > 0) {
+                    // SAFETY: shutdown on a socket we own; no memory involved.
+                    unsafe { libc::shutdown(conn.stream.as_raw_fd(), libc::SHUT_RDWR) };
+                }
+            }
+        }
+        // Wake on the first completion: measured, waiting for a share of
+        // the busy connections instead saved nothing at pipeline 1 and cost
+        // a third more CPU per request at pipeline 16 (connections sat idle
+        // with their replies in).
+        let wait = wait.min(WAIT_SLICE);
+        let timespec = types::Timespec::from(wait);
+        let args = types::SubmitArgs::new().timespec(&timespec);
+        match ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(error) if matches!(error.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR)) => {
+            }
+            Err(source) => return Err(LoadgenError::Ring { source }),
+        }
+        let now = Instant::now();
+        // Copy completions out first: handling one may queue new entries,
+        // and the two queues can't be borrowed at once.
+        completions.clear();
+        completions.extend(ring.completion().map(|cqe| (cqe.user_data(), cqe.result())));
+        for &(user_data, result) in &completions {
+            let index = (user_data >> OP_BITS) as usize;
+            let op = user_data & ((1 << OP_BITS) - 1);
+            let conn = &mut conns[index];
+            let idle = match op {
+                OP_SEND => {
+                    driver.on_send_failed(conn);
+                    false
+                }
+                OP_RECV => {
+                    assert!(conn.ops_in_flight > 0, "completion for a quiet connection");
+                    conn.ops_in_flight -= 1;
+                    driver.on_received(ring, conn, index, result, now)?
+                }
+                _ => unreachable!("unknown op {op}"),
+            };
+            if idle {
+                ready.push_back(index);
+            }
+        }
+    }
+    shared
+        .live
+        .publish(driver.stats.requests(), &mut driver.interval);
+    Ok(driver.stats)
+}
+
+impl Driver<'_> {
+    /// Start batches on ready connections as the stop rule and the rate
+    /// allow. Returns how long the loop may wait for completions.
+    fn dispatch(
+        &mut self,
+        ring: &mut IoUring,
+        conns: &mut [Conn],
+        ready: &mut VecDeque<usize>,
+        now: Instant,
+    ) -> Result<Duration, LoadgenError> {
+        while let Some(&index) = ready.front() {
+            if self.stopping {
+                return Ok(WAIT_SLICE);
+            }
+            // The schedule first: a batch that isn't due yet consumes nothing.
+            let batch_start = match self.batch_interval {
+                None => now,
+                Some(_) if now < self.next_due => return Ok(self.next_due - now),
+                Some(interval) => {
+                    let due = self.next_due;
+                    self.next_due += interval;
+                    due
+                }
+            };
+            let recording = batch_start >= self.measure_from;
+            let mut count = self.config.pipeline;
+            if recording {
+                if let Some(left) = self.budget_left {
+                    if left == 0 {
+                        self.stopping = true;
+                        return Ok(WAIT_SLICE);
+                    }
+                    count = count.min(usize::try_from(left).unwrap_or(usize::MAX));
+                    self.budget_left = Some(left - count as u64);
+                }
+            }
+            ready.pop_front();
+            let conn = &mut conns[index];
+            self.fill_batch(conn, count, batch_start, recording);
+            if recording {
+                self.stats.bytes_sent += conn.send_buf.len() as u64;
+            }
+            queue_send(ring, conn, index)?;
+            queue_recv(ring, conn, index)?;
+        }
+        Ok(WAIT_SLICE)
+    }
+
+    /// Encode `count` commands into the connection's send buffer.
+    fn fill_batch(&mut self, conn: &mut Conn, count: usize, batch_start: Instant, recording: bool) {
+        assert!(count > 0 && count <= self.config.pipeline);
+        assert!(conn.replied == conn.batch.len() && conn.recv_len == 0);
+        let capacity = conn.send_buf.capacity();
+        conn.send_buf.clear();
+        conn.batch.clear();
+        conn.replied = 0;
+        conn.batch_start = batch_start;
+        conn.recording = recording;
+        let weights = u64::from(self.config.set_weight) + u64::from(self.config.get_weight);
+        let mut key = [0u8; KEY_LEN];
+        for _ in 0..count {
+            write_key(&mut key, conn.keys.next_index(&mut conn.rng));
+            if conn.rng.below(weights) < u64::from(self.config.set_weight) {
+                let spread = (self.config.data_size_max - self.config.data_size_min) as u64;
+                let len = self.config.data_size_min + conn.rng.below(spread + 1) as usize;
+                encode_command(&mut conn.send_buf, &[b"SET", &key, &self.value[..len]]);
+                conn.batch.push(Command::Set);
+            } else {
+                encode_command(&mut conn.send_buf, &[b"GET", &key]);
+                conn.batch.push(Command::Get);
+            }
+        }
+        assert_eq!(
+            conn.send_buf.capacity(),
+            capacity,
+            "the send buffer never grows"
+        );
+    }
+
+    /// Sends complete silently (`IOSQE_CQE_SKIP_SUCCESS`): a send
+    /// completion means it failed or came up short even with `MSG_WAITALL`,
+    /// and the connection can't be trusted to be in sync any more.
+    fn on_send_failed(&mut self, conn: &mut Conn) {
+        self.fail(conn);
+    }
+
+    fn on_received(
+        &mut self,
+        ring: &mut IoUring,
+        conn: &mut Conn,
+        index: usize,
+        result: i32,
+        now: Instant,
+    ) -> Result<bool, LoadgenError> {
+        if result <= 0 || !conn.alive {
+            self.fail(conn);
+            return Ok(false);
+        }
+        conn.recv_len += result as usize;
+        if conn.recording {
+            self.stats.bytes_received += result as u64;
+        }
+        // Every reply framed by this completion arrived at `now` for a batch
+        // that started at `batch_start`: one latency, recorded once per
+        // command with a count rather than once per reply.
+        let latency_ns = now.saturating_duration_since(conn.batch_start).as_nanos() as u64;
+        let mut replies = [0u64; Command::ALL.len()];
+        let mut errors = [0u64; Command::ALL.len()];
+        let mut consumed = 0;
+        while conn.replied < conn.batch.len() {
+            match scan_reply(&conn.recv_buf[consumed..conn.recv_len]) {
+                Ok(Some(scanned)) => {
+                    let command = conn.batch[conn.replied].index();
+                    replies[command] += 1;
+                    errors[command] += u64::from(scanned.is_error);
+                    consumed += scanned.len;
+                    conn.replied += 1;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    self.fail(conn);
+                    return Ok(false);
+                }
+            }
+        }
+        if conn.recording {
+            for (command, stats) in self.stats.commands.iter_mut().enumerate() {
+                if replies[command] > 0 {
+                    stats.requests += replies[command];
+                    stats.errors += errors[command];
+                    stats
+                        .latency_ns
+                        .saturating_record_n(latency_ns, replies[command]);
+                }
+            }
+            self.interval
+                .saturating_record_n(latency_ns, replies.iter().sum());
+        }
+        conn.recv_buf.copy_within(consumed..conn.recv_len, 0);
+        conn.recv_len -= consumed;
+        if conn.replied < conn.batch.len() {
+            if conn.recv_len == conn.recv_buf.len() {
+                // One reply larger than the buffer: not something we sent for.
+                self.fail(conn);
+                return Ok(false);
+            }
+            queue_recv(ring, conn, index)?;
+            return Ok(false);
+        }
+        if conn.recv_len != 0 {
+            // Replies to commands we never sent: the stream is out of sync.
+            self.fail(conn);
+            return Ok(false);
+        }
+        // Every reply is in, so the server had every byte of the batch: the
+        // silent send is over and its buffer free for the next batch.
+        Ok(true)
+    }
+
+    /// The connection broke (closed, reset, or out of sync): count what it
+    /// loses, and shut it so its other queued operation completes too.
+    fn fail(&mut self, conn: &mut Conn) {
+        if conn.alive {
+            conn.alive = false;
+            self.stats.connection_errors += 1;
+            if conn.recording {
+                self.stats.lost += (conn.batch.len() - conn.replied) as u64;
+            }
+            // SAFETY: shutdown on a socket we own; no memory involved.
+            unsafe { libc::shutdown(conn.stream.as_raw_fd(), libc::SHUT_RDWR) };
+        }
+    }
+}
+
+/// Queue the connection's whole batch as one send. It completes silently
+/// on success (no completion to reap, no wakeup); `MSG_WAITALL` makes the
+/// kernel retry a short send itself. Not counted in `ops_in_flight`: it is
+/// over once every reply has arrived.
+fn queue_send(ring: &mut IoUring, conn: &mut Conn, index: usize) -> Result<(), LoadgenError> {
+    let entry = opcode::Send::new(
+        types::Fd(conn.stream.as_raw_fd()),
+        conn.send_buf.as_ptr(),
+        conn.send_buf.len() as u32,
+    )
+    .flags(libc::MSG_WAITALL)
+    .build()
+    .flags(squeue::Flags::SKIP_SUCCESS)
+    .user_data(((index as u64) << OP_BITS) | OP_SEND);
+    push(ring, &entry)
+}
+
+fn queue_recv(ring: &mut IoUring, conn: &mut Conn, index: usize) -> Result<(), LoadgenError> {
+    let free = &mut conn.recv_buf[conn.recv_len..];
+    assert!(!free.is_empty());
+    let entry = opcode::Recv::new(
+        types::Fd(conn.stream.as_raw_fd()),
+        free.as_mut_ptr(),
+        free.len() as u32,
+    )
+    .ioprio(RECV_POLL_FIRST)
+    .build()
+    .user_data(((index as u64) << OP_BITS) | OP_RECV);
+    conn.ops_in_flight += 1;
+    push(ring, &entry)
+}
+
+/// Queue `entry`, flushing the submission queue to the kernel when full.
+fn push(ring: &mut IoUring, entry: &squeue::Entry) -> Result<(), LoadgenError> {
+    loop {
+        // SAFETY: every entry points into a connection's heap buffers
+        // (`send_buf`, `recv_buf`), which neither move nor are touched until
+        // the entry completes: a connection has at most one send and one
+        // recv queued, and `drive` returns only when none is in flight.
+        if unsafe { ring.submission().push(entry) }.is_ok() {
+            return Ok(());
+        }
+        ring.submit()
+            .map_err(|source| LoadgenError::Ring { source })?;
+    }
+}
+
+/// Pin the calling thread to `cpu`.
+fn pin_to_cpu(cpu: usize) -> Result<(), LoadgenError> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET bounds-checks
+    // against the set size; sched_setaffinity(0) targets the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(LoadgenError::Pin {
+                cpu,
+                source: io::Error::last_os_error(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// CPUs this process may run on (respects `taskset`), in order.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: as in `pin_to_cpu`; sched_getaffinity(0) reads our own mask.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
+    }
+}

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Client CPU per request: tessera-bench vs redis-benchmark, same redis-server,
+# same load, one after the other, RUNS times, at pipeline 1 and 16.
+# Server pinned to SERVER_CPU, load generators to LOAD_CPU (taskset).
+# Also records the server's CPU per request under each tool (utime+stime
+# deltas of /proc/<pid>/stat): on a shared machine the server's core is
+# contended and its share of that core, not the load generator, sets req/s.
+# Prints one line per run and the medians; figures go to BENCHMARKS.md.
+#
+#   scripts/client-cpu.sh [RUNS]          (env: PORT, SERVER_CPU, LOAD_CPU, N1, N16)
+set -euo pipefail
+RUNS=${1:-5}
+PORT=${PORT:-18300}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+N1=${N1:-200000}     # redis-benchmark -n per test (set and get: 2x requests)
+N16=${N16:-1000000}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=${BENCH:-$ROOT/target/release/tessera-bench}
+for tool in redis-server redis-benchmark redis-cli; do
+    command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
+done
+[ -x "$BENCH" ] || { echo "build first: cargo build --release -p tessera-net ($BENCH)" >&2; exit 1; }
+
+taskset -c "$SERVER_CPU" redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --daemonize no --logfile /dev/null &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 50); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+# cpu_of CMD...: run CMD, print "user+sys seconds" of the child (GNU time).
+cpu_of() {
+    local out; out=$(mktemp)
+    /usr/bin/time -f "%U %S" -o "$out" "$@" >/dev/null 2>&1
+    awk '{printf "%.3f", $1 + $2}' "$out"; rm -f "$out"
+}
+# rps_rb CMD: redis-benchmark prints "SET: N requests per second"; sum -> mean over set,get.
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+CLK_TCK=$(getconf CLK_TCK)
+server_ticks() { awk '{print $14 + $15}' "/proc/$SERVER/stat"; }
+run_rb() {
+    local ticks_before; ticks_before=$(server_ticks)
+    # redis-benchmark: SET test then GET test, N each.
+    rbout=$(mktemp)
+    /usr/bin/time -f "%U %S" -o "$rbout.t" taskset -c "$LOAD_CPU" redis-benchmark -p "$PORT" \
+        --threads 1 -c 50 -P "$P" -t set,get -d 32 -r 100000 -n "$N" -q >"$rbout" 2>/dev/null
+    rb_cpu=$(awk '{printf "%.3f", $1 + $2}' "$rbout.t")
+    # Throughput over both tests: 2N requests over the sum of their times.
+    rb_rps=$(tr '\r' '\n' <"$rbout" | awk -v n="$N" '/requests per second/ {t += n / $2} END {printf "%.0f", 2 * n / t}')
+    rm -f "$rbout" "$rbout.t"
+    rb_server=$(( $(server_ticks) - ticks_before ))
+}
+run_tb() {
+    local ticks_before; ticks_before=$(server_ticks)
+    tbout=$(mktemp)
+    /usr/bin/time -f "%U %S" -o "$tbout.t" taskset -c "$LOAD_CPU" "$BENCH" --mode single --port "$PORT" \
+        --threads 1 --connections 50 --pipeline "$P" --ratio 1:1 --data-size 32 --keyspace 100000 \
+        --requests $((2 * N)) --quiet --json >"$tbout"
+    tb_cpu=$(awk '{printf "%.3f", $1 + $2}' "$tbout.t")
+    tb_rps=$(sed -E 's/.*"ops_per_sec":([0-9.]+).*/\1/' "$tbout" | awk '{printf "%.0f", $1}')
+    rm -f "$tbout" "$tbout.t"
+    tb_server=$(( $(server_ticks) - ticks_before ))
+}
+printf "%-4s %-4s %-16s %12s %10s %14s %18s\n" run P tool "req/s" "cpu s" "cpu us/req" "server cpu us/req"
+declare -A RPS CPU SRV
+for P in 1 16; do
+    N=$([ "$P" = 1 ] && echo "$N1" || echo "$N16")
+    for run in $(seq "$RUNS"); do
+        # Alternate which tool goes first, so a drift in the machine's load
+        # (it is shared) doesn't always favour the same one.
+        if [ $((run % 2)) = 1 ]; then run_rb; run_tb; else run_tb; run_rb; fi
+        for tool in redis-benchmark tessera-bench; do
+            if [ $tool = redis-benchmark ]; then rps=$rb_rps; cpu=$rb_cpu; srv=$rb_server; else rps=$tb_rps; cpu=$tb_cpu; srv=$tb_server; fi
+            per=$(awk -v c="$cpu" -v n="$N" 'BEGIN {printf "%.3f", c * 1e6 / (2 * n)}')
+            srv_per=$(awk -v t="$srv" -v hz="$CLK_TCK" -v n="$N" 'BEGIN {printf "%.3f", t * 1e6 / hz / (2 * n)}')
+            printf "%-4s %-4s %-16s %12s %10s %14s %18s\n" "$run" "$P" $tool "$rps" "$cpu" "$per" "$srv_per"
+            RPS[$P,$tool]+="$rps "; CPU[$P,$tool]+="$per "; SRV[$P,$tool]+="$srv_per "
+        done
+    done
+done
+echo
+echo "medians of $RUNS runs (server cpu $SERVER_CPU, load cpu $LOAD_CPU):"
+printf "%-4s %14s %14s %8s %16s %16s %8s %18s %18s\n" P "rb req/s" "tb req/s" ratio "rb cpu us/req" "tb cpu us/req" ratio "srv us/req (rb)" "srv us/req (tb)"
+for P in 1 16; do
+    rb_r=$(echo ${RPS[$P,redis-benchmark]} | tr ' ' '\n' | median)
+    tb_r=$(echo ${RPS[$P,tessera-bench]} | tr ' ' '\n' | median)
+    rb_c=$(echo ${CPU[$P,redis-benchmark]} | tr ' ' '\n' | median)
+    tb_c=$(echo ${CPU[$P,tessera-bench]} | tr ' ' '\n' | median)
+    rb_s=$(echo ${SRV[$P,redis-benchmark]} | tr ' ' '\n' | median)
+    tb_s=$(echo ${SRV[$P,tessera-bench]} | tr ' ' '\n' | median)
+    printf "%-4s %14s %14s %8s %16s %16s %8s %18s %18s\n" "$P" "$rb_r" "$tb_r" \
+        "$(awk -v a="$tb_r" -v b="$rb_r" 'BEGIN {printf "%.2f", a / b}')" "$rb_c" "$tb_c" \
+        "$(awk -v a="$tb_c" -v b="$rb_c" 'BEGIN {printf "%.2f", a / b}')" "$rb_s" "$tb_s"
+done
