@@ -100,11 +100,32 @@ pub(crate) struct Core {
     pub scratch: Vec<u8>,
     pub started: Instant,
     clock: Clock,
+    /// Whether the clock was read since the last round ended. The first
+    /// request of a round reads it: an idle core's clock, last moved when its
+    /// previous round ended, would otherwise lag by the whole idle time, so a
+    /// key past its deadline stayed readable once and a fresh `PX` deadline
+    /// could already lie in the past by the end of the round.
+    clock_read_this_round: bool,
 }
 
 impl Core {
     pub fn now_ms(&self) -> u64 {
         self.keyspace.now_ms()
+    }
+
+    /// Moves the system clock forward to now, once per round (one clock
+    /// read per round, not per request). Never moves it back.
+    fn read_clock_once_per_round(&mut self) {
+        if self.clock_read_this_round {
+            return;
+        }
+        self.clock_read_this_round = true;
+        if self.clock == Clock::System {
+            let now_ms = system_now_ms();
+            if now_ms > self.keyspace.now_ms() {
+                self.keyspace.set_now_ms(now_ms);
+            }
+        }
     }
 }
 
@@ -153,6 +174,7 @@ impl Shard {
                 scratch: Vec::with_capacity(SCRATCH_CAPACITY_BYTES),
                 started: Instant::now(),
                 clock: Clock::System,
+                clock_read_this_round: false,
             },
         })
     }
@@ -186,6 +208,7 @@ impl Shard {
             Clock::Manual => self.core.keyspace.now_ms(),
         };
         self.core.keyspace.commit(now_ms);
+        self.core.clock_read_this_round = false;
         self.core.scratch_trim();
     }
 }
@@ -213,6 +236,7 @@ impl Handler for Shard {
     }
 
     fn handle(&mut self, conn: &mut Conn, input: &[u8], out: &mut Vec<u8>) -> Handled {
+        self.core.read_clock_once_per_round();
         let mut consumed = 0;
         loop {
             let rest = &input[consumed..];
@@ -479,5 +503,27 @@ mod tests {
         assert_eq!(shard.stats().connected_clients, 1);
         assert_eq!(shard.stats().connections_received, 2);
         shard.close(b);
+    }
+
+    #[test]
+    fn an_idle_core_reads_the_clock_before_its_first_request() {
+        let mut shard = Shard::new(config(0, 1, 7000, 8 << 20)).unwrap();
+        let mut conn = shard.open(1);
+        let mut out = Vec::new();
+        // The clock as an idle core left it: its last round ended long ago.
+        let stale_ms = system_now_ms() - 60_000;
+        shard.core.keyspace.set_now_ms(stale_ms);
+        let set = b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$2\r\nPX\r\n$5\r\n10000\r\n";
+        let handled = shard.handle(&mut conn, set, &mut out);
+        assert_eq!(handled.consumed, set.len());
+        assert_eq!(out, b"+OK\r\n");
+        assert!(shard.clock_ms() >= stale_ms + 60_000, "clock not read");
+        shard.commit_round();
+        out.clear();
+        // The deadline counts from now, not from the stale clock.
+        let get = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+        shard.handle(&mut conn, get, &mut out);
+        assert_eq!(out, b"$1\r\nv\r\n");
+        shard.close(conn);
     }
 }
