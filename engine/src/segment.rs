@@ -39,6 +39,9 @@ impl<T: bytemuck::Pod> Storage<T> {
     }
 }
 
+/// Size of a transparent huge page on x86-64 and most arm64 kernels.
+const HUGE_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
 /// Address and size of a pooled buffer too large to be kept for reuse.
 fn large_region<T>(storage: &Storage<T>) -> (usize, usize) {
     match storage {
@@ -244,8 +247,12 @@ impl Segment {
                 skip -= bytes;
                 continue;
             }
-            let len = (bytes - skip).min(chunk_bytes);
-            release_pages(address + skip, len);
+            // End chunks on huge-page boundaries: releasing part of a huge
+            // page makes the kernel split it first, which costs far more.
+            let from = address + skip;
+            let boundary = (from + 1).next_multiple_of(HUGE_PAGE_BYTES);
+            let len = (bytes - skip).min(chunk_bytes).min(boundary - from).max(1);
+            release_pages(from, len);
             self.released_bytes += len;
             return false;
         }
