@@ -12,7 +12,7 @@
 //! write the two buffers out and map them back without any translation.
 
 use crate::index::{hash_key, slots_for, HashIndex, SEGMENT_RECORDS_MAX};
-use crate::pool::{release_pages, Pool, Purpose, POOLED_BYTES_MAX};
+use crate::pool::{release_pages, Pool, Purpose};
 use crate::record::{compare_keys, is_expired, Meta, Op, META_WORDS};
 use crate::{Entry, Error};
 use std::cmp::Ordering;
@@ -42,7 +42,13 @@ impl<T: bytemuck::Pod> Storage<T> {
 /// Size of a transparent huge page on x86-64 and most arm64 kernels.
 const HUGE_PAGE_BYTES: usize = 2 * 1024 * 1024;
 
-/// Address and size of a pooled buffer too large to be kept for reuse.
+/// Buffers from this size up give their pages back before they are freed or
+/// pooled: freeing (or, once the pool is full, unmapping) megabytes of
+/// resident pages at once would blow a merge step. A pooled buffer refaults
+/// zero pages as it is written again.
+const RELEASE_BYTES_MIN: usize = 1024 * 1024;
+
+/// Address and size of a pooled buffer worth releasing page by page.
 fn large_region<T>(storage: &Storage<T>) -> (usize, usize) {
     match storage {
         Storage::Pooled(buffer) => large_vec_region(buffer),
@@ -52,7 +58,7 @@ fn large_region<T>(storage: &Storage<T>) -> (usize, usize) {
 
 fn large_vec_region<T>(buffer: &Vec<T>) -> (usize, usize) {
     let bytes = buffer.capacity() * std::mem::size_of::<T>();
-    if bytes <= POOLED_BYTES_MAX {
+    if bytes < RELEASE_BYTES_MIN {
         return (0, 0);
     }
     (buffer.as_ptr() as usize, bytes)
@@ -233,8 +239,8 @@ impl Segment {
     }
 
     /// Gives back up to `chunk_bytes` more of the physical pages of this
-    /// (retired, unshared) segment's large buffers; true once all are. Small
-    /// buffers return to the pool on drop and are left alone.
+    /// (retired, unshared) segment's buffers of 1 MiB and more; true once
+    /// all are. Smaller ones are freed or pooled on drop as they are.
     pub fn release_pages(&mut self, chunk_bytes: usize) -> bool {
         let regions = [
             large_region(&self.data),

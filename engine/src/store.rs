@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Bytes of retired segments' pages released between two looks at the clock.
-const RELEASE_CHUNK_BYTES: usize = 2 * 1024 * 1024;
+const RELEASE_CHUNK_BYTES: usize = 512 * 1024;
 
 /// Keys of a batch looked up in the stack together (see `apply`).
 const LOOKUP_GROUP: usize = 16;
