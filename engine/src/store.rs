@@ -13,6 +13,16 @@ use std::ops::RangeBounds;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("config", &self.config)
+            .field("stats", &self.stats())
+            .field("now_ms", &self.now_ms)
+            .finish()
+    }
+}
+
 /// Bytes of retired segments' pages released between two looks at the clock.
 const RELEASE_CHUNK_BYTES: usize = 512 * 1024;
 
