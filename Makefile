@@ -18,3 +18,8 @@ build:
 
 release:
 	$(CARGO) build --workspace --release
+
+# 1,000 SIGKILL cycles of a sync-mode writer (make test runs 25).
+CRASH_CYCLES ?= 1000
+crash-test:
+	TESSERA_CRASH_CYCLES=$(CRASH_CYCLES) $(CARGO) test --release --test durable_crash -- --nocapture

@@ -1,4 +1,114 @@
-//! Tessera's per-core store (placeholder until the engine lands).
+//! Tessera's per-core store: memory-oriented sorted segments with atomic
+//! batches, O(1) snapshots, ordered ranges and a merger driven in bounded steps.
+//!
+//! The design follows moss ("Building a High-Performance Key/Value Store in
+//! Go", Marty Schoch) and goes further where Tessera's targets need it.
+//!
+//! # Model
+//!
+//! - A **record** is a byte-string key (at most [`KEY_LEN_MAX`]) and value (at
+//!   most [`VALUE_LEN_MAX`]) with an optional expiry in Unix ms, or a
+//!   tombstone. Its bytes live in a segment's `data` buffer; two `u64` meta
+//!   words describe it (op, lengths, flags; offset). Layout: module `record`.
+//! - A **batch** ([`Batch`]) collects ops in pooled buffers sized up front;
+//!   within a batch the last op on a key wins. [`Store::apply`] sorts the
+//!   batch's meta by key (moving integers, never bytes), builds its hash
+//!   index, and pushes it as a new **segment** on the **stack** in one step:
+//!   readers see all of a batch or none of it.
+//! - **Reads** look at segments newest first: the first version of a key
+//!   decides; a tombstone or an expired record means absent. Each segment has
+//!   an immutable hash index (module `index`) so a point lookup costs about
+//!   one cache miss per segment plus the record itself, while ordered
+//!   iteration still walks the sorted meta ([`Range`], [`RangeRev`]: a k-way
+//!   merge across segments).
+//! - A **snapshot** ([`Snapshot`]) is an `Rc` of the stack: O(1) to take,
+//!   isolated from every later batch, merge and `clear`.
+//! - The **merger** ([`Store::merge_step`]) merges runs of segments when the
+//!   stack grows past `stack_height_max`, in resumable steps bounded by a
+//!   time budget, and swaps the output in atomically. Merges that reach the
+//!   bottom of the stack drop tombstones and expired records.
+//! - **Memory**: every buffer comes from the store's own pool and counts
+//!   against its quota ([`StoreConfig::memory_quota_bytes`]); a batch that
+//!   would exceed it fails whole with [`Error::MemoryQuota`] at
+//!   [`Store::new_batch`], before any op is accepted, so nothing is ever half
+//!   applied. Steady-state batching reuses pooled buffers.
+//!
+//! # Threading
+//!
+//! A store is single-threaded by design: it, its batches and snapshots hold
+//! `Rc`s and are neither `Send` nor `Sync`. Run one store per core (a
+//! thread-per-core server) and route each key to its core by hash; see the
+//! README section "Embedding the engine".
+//!
+//! # Costs worth knowing
+//!
+//! - Memory per record, fully merged: 16 bytes of meta plus 5 bytes of index
+//!   (at most ~21 bytes plus allocator slack) on top of key and value bytes,
+//!   plus 8 bytes for records with an expiry.
+//! - `apply` looks every op's key up in the stack to keep [`Store::len`]
+//!   exact, so it costs about one point lookup per op besides the sort.
+//! - If writes outrun the merger until the stack reaches
+//!   [`STACK_HEIGHT_LIMIT`], `apply` finishes a merge inline (a write stall)
+//!   instead of failing.
+//!
+//! # Example
+//!
+//! ```
+//! use tessera_engine::{Store, StoreConfig};
+//! use std::time::Duration;
+//!
+//! let mut store = Store::new(StoreConfig::default())?;
+//! let mut batch = store.new_batch(3, 64)?;
+//! batch.set(b"apple", b"red")?;
+//! batch.set_with_expiry(b"banana", b"yellow", store.now_ms() + 60_000)?;
+//! batch.alloc_set(b"cherry", 4)?.copy_from_slice(b"dark");
+//! store.apply(batch)?;
+//!
+//! let snapshot = store.snapshot();
+//! let mut batch = store.new_batch(1, 16)?;
+//! batch.delete(b"apple")?;
+//! store.apply(batch)?;
+//!
+//! assert_eq!(store.get(b"apple"), None);
+//! assert_eq!(snapshot.get(b"apple"), Some(&b"red"[..]));
+//! let keys: Vec<&[u8]> = snapshot.range(&b"b"[..]..).map(|entry| entry.key).collect();
+//! assert_eq!(keys, [&b"banana"[..], &b"cherry"[..]]);
+//! let newest_first: Vec<&[u8]> = store.range_rev(..).map(|entry| entry.key).collect();
+//! assert_eq!(newest_first, [&b"cherry"[..], &b"banana"[..]]);
+//!
+//! // A server calls this once per event-loop round.
+//! while store.merge_needed() {
+//!     store.merge_step(Duration::from_micros(200));
+//! }
+//! # Ok::<(), tessera_engine::Error>(())
+//! ```
 
+mod batch;
+mod config;
+mod error;
+mod index;
+mod merge;
 mod persist;
-pub use persist::*;
+mod pool;
+mod range;
+mod record;
+mod segment;
+mod snapshot;
+mod store;
+
+pub use batch::{Batch, BatchOp};
+pub use config::{
+    StoreConfig, BATCH_BYTES_LIMIT, BATCH_OPS_LIMIT, KEY_LEN_MAX, MERGE_STEP_BUDGET_LIMIT,
+    STACK_HEIGHT_LIMIT, VALUE_LEN_MAX,
+};
+pub use error::Error;
+pub use persist::{
+    DataDir, DmaLayer, DroppedRange, Durability, DurableConfig, DurableStore, Fault, FaultPlan,
+    FaultyFile, FaultyLayer, FileLayer, LogFile, MappedSegments, PersistError, RecoveryReport,
+    SegmentExtent, SegmentLog, FLUSH_INTERVAL_MS_DEFAULT, FLUSH_INTERVAL_MS_MAX,
+    UNPERSISTED_SEGMENTS_MAX,
+};
+pub use range::{Range, RangeRev};
+pub use segment::ExternalBytes;
+pub use snapshot::{Entry, Snapshot};
+pub use store::{MergeStatus, Store, StoreStats};

@@ -52,6 +52,22 @@ pub enum PersistError {
         len: u64,
         max: u64,
     },
+    /// The in-memory store refused the batch (quota, foreign batch, ...);
+    /// nothing was written.
+    Engine(crate::Error),
+    /// The engine refused a recovered segment that passed every checksum
+    /// (a bug or a file written by something else).
+    Rejected {
+        file: PathBuf,
+        offset: u64,
+        error: crate::Error,
+    },
+    /// A configuration value out of range.
+    InvalidConfig {
+        field: &'static str,
+        value: u64,
+        max: u64,
+    },
     /// A previous disk error left the store unable to accept writes until a
     /// retry succeeds; carried to callers of `flush` in async mode.
     WriteFailed { reason: String },
@@ -133,6 +149,19 @@ impl fmt::Display for PersistError {
             PersistError::SegmentTooLarge { what, len, max } => {
                 write!(f, "segment {what} of {len} exceeds the limit of {max}")
             }
+            PersistError::Engine(error) => write!(f, "store refused the batch: {error}"),
+            PersistError::Rejected {
+                file,
+                offset,
+                error,
+            } => write!(
+                f,
+                "segment at offset {offset} of {} rejected by the store: {error}",
+                file.display()
+            ),
+            PersistError::InvalidConfig { field, value, max } => {
+                write!(f, "{field} = {value} is out of range (1..={max})")
+            }
             PersistError::WriteFailed { reason } => {
                 write!(f, "write not persisted: {reason}")
             }
@@ -144,6 +173,7 @@ impl std::error::Error for PersistError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             PersistError::Io { source, .. } => Some(source),
+            PersistError::Engine(error) => Some(error),
             _ => None,
         }
     }

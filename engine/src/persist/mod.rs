@@ -13,6 +13,7 @@
 //! - [`recovery`]: which prefix of a file is intact.
 //! - [`segment_log`]: one core's files: append, open, compact.
 //! - [`data_dir`]: the node's manifest and per-core directories.
+//! - [`durable_store`]: a `Store` plus its log: commit, flush, compaction.
 //!
 //! Page faults: a major fault on an executor thread stalls every connection
 //! of that core, so persisted segments are mapped with `MAP_POPULATE` and
@@ -25,18 +26,19 @@
 //! the machines we target and is needed by the io_uring rings.
 
 mod data_dir;
+mod durable_store;
 mod error;
 mod file_io;
 mod format;
 mod recovery;
 mod segment_log;
 
-pub use data_dir::{DataDir, CORES_MAX, MANIFEST_NAME};
+pub use data_dir::DataDir;
+pub use durable_store::{
+    Durability, DurableConfig, DurableStore, FLUSH_INTERVAL_MS_DEFAULT, FLUSH_INTERVAL_MS_MAX,
+    UNPERSISTED_SEGMENTS_MAX,
+};
 pub use error::PersistError;
 pub use file_io::{DmaLayer, Fault, FaultPlan, FaultyFile, FaultyLayer, FileLayer, LogFile};
-pub use format::{
-    BLOCK_BYTES, FILE_HEADER_BLOCK_BYTES, FOOTER_BYTES, FORMAT_VERSION, META_WORDS_PER_RECORD,
-    SEGMENT_HEADER_BYTES,
-};
 pub use recovery::{DroppedRange, SegmentExtent};
-pub use segment_log::{MappedSegments, RecoveryReport, SegmentLog, WRITE_CHUNK_BYTES};
+pub use segment_log::{MappedSegments, RecoveryReport, SegmentLog};

@@ -25,7 +25,10 @@ use memmap2::{Mmap, MmapOptions};
 
 use super::error::PersistError;
 use super::file_io::{FileLayer, LogFile};
-use super::format::{EncodedCommit, FileHeader, BLOCK_BYTES, FILE_HEADER_BLOCK_BYTES};
+use super::format::{
+    EncodedCommit, FileHeader, BLOCK_BYTES, FILE_HEADER_BLOCK_BYTES, META_WORDS_PER_RECORD,
+    SEGMENT_DATA_BYTES_MAX, SEGMENT_RECORDS_MAX,
+};
 use super::recovery::{scan, DroppedRange, SegmentExtent};
 
 /// Largest single DMA write; bigger commits are written in several.
@@ -257,13 +260,25 @@ impl<L: FileLayer> SegmentLog<L> {
         self.last_seq
     }
 
+    /// Number of commits (segments) in the live file.
+    pub fn commits(&self) -> u64 {
+        self.commit_index
+    }
+
     /// Appends one segment as a commit and makes it durable (write +
-    /// fdatasync). Returns the commit's sequence number. On error nothing is
-    /// acknowledged and the next append starts from the same offset.
+    /// fdatasync). Returns the commit's sequence number.
     pub async fn append(&mut self, meta: &[u64], data: &[u8]) -> Result<u64, PersistError> {
-        let seq = self.last_seq + 1;
-        let commit =
-            EncodedCommit::new(seq, self.end, self.commit_index, self.file_seq, meta, data);
+        self.append_all([(meta, data)]).await
+    }
+
+    /// Appends each segment as its own commit, back to back, then makes them
+    /// all durable with one fdatasync (group commit). Returns the last
+    /// sequence number. On error nothing is acknowledged and the next append
+    /// starts from the same offset.
+    pub async fn append_all<'a>(
+        &mut self,
+        segments: impl IntoIterator<Item = (&'a [u64], &'a [u8])>,
+    ) -> Result<u64, PersistError> {
         let file = self.file.as_ref().expect("log is open");
         if self.dirty_tail {
             file.truncate(self.end)
@@ -273,16 +288,22 @@ impl<L: FileLayer> SegmentLog<L> {
         }
         // Until the sync below succeeds the tail is unknown.
         self.dirty_tail = true;
-        write_commit(file, &commit, self.end)
-            .await
-            .map_err(|e| PersistError::io("write", &self.path, e))?;
+        let (mut end, mut commit_index, mut seq) = (self.end, self.commit_index, self.last_seq);
+        for (meta, data) in segments {
+            check_limits(meta, data)?;
+            seq += 1;
+            let commit = EncodedCommit::new(seq, end, commit_index, self.file_seq, meta, data);
+            write_commit(file, &commit, end)
+                .await
+                .map_err(|e| PersistError::io("write", &self.path, e))?;
+            end += commit.len();
+            commit_index += 1;
+        }
         file.fdatasync()
             .await
             .map_err(|e| PersistError::io("fdatasync", &self.path, e))?;
         self.dirty_tail = false;
-        self.end += commit.len();
-        self.commit_index += 1;
-        self.last_seq = seq;
+        (self.end, self.commit_index, self.last_seq) = (end, commit_index, seq);
         Ok(seq)
     }
 
@@ -330,9 +351,7 @@ impl<L: FileLayer> SegmentLog<L> {
     ) -> Result<(), PersistError> {
         let tmp = file_path(&self.dir, file_seq, true);
         self.create_file(&tmp, file_seq).await?;
-        for (meta, data) in segments {
-            self.append(meta, data).await?;
-        }
+        self.append_all(segments).await?;
         let final_path = file_path(&self.dir, file_seq, false);
         self.layer
             .rename(&tmp, &final_path)
@@ -450,6 +469,26 @@ fn log_report(report: &RecoveryReport) {
     for path in &report.removed_files {
         tracing::info!(file = %path.display(), "removed leftover of an interrupted compaction");
     }
+}
+
+/// A segment the format cannot describe is refused before any byte is written.
+fn check_limits(meta: &[u64], data: &[u8]) -> Result<(), PersistError> {
+    let records = meta.len() as u64 / META_WORDS_PER_RECORD;
+    if records > SEGMENT_RECORDS_MAX {
+        return Err(PersistError::SegmentTooLarge {
+            what: "records",
+            len: records,
+            max: SEGMENT_RECORDS_MAX,
+        });
+    }
+    if data.len() as u64 > SEGMENT_DATA_BYTES_MAX {
+        return Err(PersistError::SegmentTooLarge {
+            what: "data bytes",
+            len: data.len() as u64,
+            max: SEGMENT_DATA_BYTES_MAX,
+        });
+    }
+    Ok(())
 }
 
 async fn write_commit<F: LogFile>(

@@ -1,0 +1,279 @@
+//! Per-store buffer pools and the memory quota.
+//!
+//! Every buffer a store holds (batch buffers, segment data/meta/index, merge
+//! output, spares kept for reuse) is taken from and given back to its store's
+//! [`Pool`], which counts their capacity in `held_bytes`. A store never shares
+//! a pool with another store, so the pool is a plain `RefCell` behind an `Rc`:
+//! single-threaded by design, like the store.
+//!
+//! Buffers up to [`POOLED_BYTES_MAX`] are sized to powers of two and kept on
+//! free lists when released (at most [`POOLED_BUFFERS_MAX`] per kind), so a
+//! steady stream of same-sized batches reuses the same few buffers and does
+//! no heap allocation. Larger buffers (merge outputs of big segments) are
+//! sized exactly and returned to the allocator.
+//!
+//! Quota: new buffers for batches are refused with [`Error::MemoryQuota`] when
+//! `held_bytes` would exceed the quota. Merge output is exempt (it is counted,
+//! but never refused): a merge is what gives memory back, and refusing it
+//! would wedge a full store. Spare buffers on the free lists count against
+//! the quota too; `trim` releases them.
+
+use crate::Error;
+use std::cell::RefCell;
+use std::mem::size_of;
+
+/// Largest buffer (in bytes) kept for reuse.
+pub(crate) const POOLED_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Most spare buffers kept per kind (data, meta, index).
+pub(crate) const POOLED_BUFFERS_MAX: usize = 32;
+/// Smallest buffer capacity, in elements, so tiny batches share a class.
+const CAPACITY_MIN: usize = 64;
+
+/// Whether an allocation may be refused for the quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quota {
+    Enforce,
+    Exempt,
+}
+
+pub(crate) struct FreeList<T> {
+    spares: Vec<Vec<T>>,
+}
+
+impl<T> FreeList<T> {
+    fn new() -> FreeList<T> {
+        FreeList {
+            spares: Vec::with_capacity(POOLED_BUFFERS_MAX),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    data: FreeList<u8>,
+    meta: FreeList<u64>,
+    index: FreeList<u32>,
+    held_bytes: usize,
+    quota_bytes: usize,
+}
+
+/// One store's buffers and quota.
+pub(crate) struct Pool {
+    inner: RefCell<Inner>,
+}
+
+/// Capacity class for `len` elements of `T`.
+pub(crate) fn capacity_class<T>(len: usize) -> usize {
+    let len = len.max(CAPACITY_MIN);
+    if len.saturating_mul(size_of::<T>()) <= POOLED_BYTES_MAX {
+        len.next_power_of_two()
+    } else {
+        len
+    }
+}
+
+/// The element types a pool keeps buffers of.
+pub(crate) trait Kind: Sized {
+    fn list(inner: &mut Inner) -> &mut FreeList<Self>;
+}
+impl Kind for u8 {
+    fn list(inner: &mut Inner) -> &mut FreeList<u8> {
+        &mut inner.data
+    }
+}
+impl Kind for u64 {
+    fn list(inner: &mut Inner) -> &mut FreeList<u64> {
+        &mut inner.meta
+    }
+}
+impl Kind for u32 {
+    fn list(inner: &mut Inner) -> &mut FreeList<u32> {
+        &mut inner.index
+    }
+}
+
+impl Pool {
+    pub fn new(quota_bytes: usize) -> Pool {
+        Pool {
+            inner: RefCell::new(Inner {
+                data: FreeList::new(),
+                meta: FreeList::new(),
+                index: FreeList::new(),
+                held_bytes: 0,
+                quota_bytes,
+            }),
+        }
+    }
+
+    pub fn held_bytes(&self) -> usize {
+        self.inner.borrow().held_bytes
+    }
+
+    pub fn quota_bytes(&self) -> usize {
+        self.inner.borrow().quota_bytes
+    }
+
+    /// An empty buffer with room for at least `len` elements.
+    pub fn take_data(&self, len: usize, quota: Quota) -> Result<Vec<u8>, Error> {
+        self.take::<u8>(len, quota)
+    }
+
+    /// An empty buffer with room for at least `len` elements.
+    pub fn take_meta(&self, len: usize, quota: Quota) -> Result<Vec<u64>, Error> {
+        self.take::<u64>(len, quota)
+    }
+
+    /// A zeroed buffer of at least `len` elements (its whole capacity is its length).
+    pub fn take_index(&self, len: usize, quota: Quota) -> Result<Vec<u32>, Error> {
+        let capacity = capacity_class::<u32>(len);
+        if let Some(mut spare) = self.take_spare::<u32>(capacity) {
+            spare.clear();
+            spare.resize(capacity, 0);
+            return Ok(spare);
+        }
+        self.charge(capacity * size_of::<u32>(), quota)?;
+        // `vec!` of zeroes maps fresh zero pages for large sizes: no upfront
+        // write of the whole table.
+        let index = vec![0u32; capacity];
+        debug_assert_eq!(index.capacity(), capacity);
+        Ok(index)
+    }
+
+    fn take<T: Kind>(&self, len: usize, quota: Quota) -> Result<Vec<T>, Error> {
+        let capacity = capacity_class::<T>(len);
+        if let Some(spare) = self.take_spare::<T>(capacity) {
+            return Ok(spare);
+        }
+        self.charge(capacity * size_of::<T>(), quota)?;
+        let buffer = Vec::with_capacity(capacity);
+        debug_assert_eq!(buffer.capacity(), capacity);
+        Ok(buffer)
+    }
+
+    fn take_spare<T: Kind>(&self, capacity: usize) -> Option<Vec<T>> {
+        let mut inner = self.inner.borrow_mut();
+        let list = T::list(&mut inner);
+        let at = list
+            .spares
+            .iter()
+            .position(|spare| spare.capacity() == capacity)?;
+        let mut spare = list.spares.swap_remove(at);
+        spare.clear();
+        Some(spare)
+    }
+
+    fn charge(&self, bytes: usize, quota: Quota) -> Result<(), Error> {
+        let mut inner = self.inner.borrow_mut();
+        let available = inner.quota_bytes.saturating_sub(inner.held_bytes);
+        if quota == Quota::Enforce && bytes > available {
+            return Err(Error::MemoryQuota {
+                needed: bytes,
+                available,
+            });
+        }
+        inner.held_bytes += bytes;
+        Ok(())
+    }
+
+    /// Takes back a buffer this pool handed out.
+    pub fn give<T: Kind>(&self, buffer: Vec<T>) {
+        let capacity = buffer.capacity();
+        if capacity == 0 {
+            return;
+        }
+        let bytes = capacity * size_of::<T>();
+        let mut inner = self.inner.borrow_mut();
+        let list = T::list(&mut inner);
+        if bytes <= POOLED_BYTES_MAX
+            && capacity.is_power_of_two()
+            && list.spares.len() < POOLED_BUFFERS_MAX
+        {
+            list.spares.push(buffer);
+            return;
+        }
+        assert!(
+            inner.held_bytes >= bytes,
+            "pool gave back more than it handed out"
+        );
+        inner.held_bytes -= bytes;
+        drop(inner);
+        drop(buffer);
+    }
+
+    /// Releases every spare buffer to the allocator.
+    pub fn trim(&self) {
+        let mut inner = self.inner.borrow_mut();
+        let mut released = 0;
+        released += drain(&mut inner.data);
+        released += drain(&mut inner.meta);
+        released += drain(&mut inner.index);
+        assert!(inner.held_bytes >= released);
+        inner.held_bytes -= released;
+    }
+}
+
+fn drain<T>(list: &mut FreeList<T>) -> usize {
+    list.spares
+        .drain(..)
+        .map(|spare| spare.capacity() * size_of::<T>())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuse_does_not_charge_twice() {
+        let pool = Pool::new(1 << 20);
+        let data = pool.take_data(1000, Quota::Enforce).unwrap();
+        assert_eq!(data.capacity(), 1024);
+        assert_eq!(pool.held_bytes(), 1024);
+        pool.give(data);
+        assert_eq!(pool.held_bytes(), 1024);
+        let again = pool.take_data(1000, Quota::Enforce).unwrap();
+        assert_eq!(pool.held_bytes(), 1024);
+        pool.give(again);
+        pool.trim();
+        assert_eq!(pool.held_bytes(), 0);
+    }
+
+    #[test]
+    fn quota_refuses_and_exempt_does_not() {
+        let pool = Pool::new(4096);
+        let first = pool.take_data(4096, Quota::Enforce).unwrap();
+        assert_eq!(
+            pool.take_data(1, Quota::Enforce),
+            Err(Error::MemoryQuota {
+                needed: 64,
+                available: 0
+            })
+        );
+        let merge = pool.take_meta(10, Quota::Exempt).unwrap();
+        assert_eq!(pool.held_bytes(), 4096 + 64 * 8);
+        pool.give(first);
+        pool.give(merge);
+    }
+
+    #[test]
+    fn index_buffers_come_back_zeroed() {
+        let pool = Pool::new(1 << 20);
+        let mut index = pool.take_index(100, Quota::Enforce).unwrap();
+        assert_eq!(index.len(), 128);
+        index.iter_mut().for_each(|slot| *slot = 7);
+        pool.give(index);
+        let index = pool.take_index(100, Quota::Enforce).unwrap();
+        assert!(index.iter().all(|&slot| slot == 0));
+        pool.give(index);
+    }
+
+    #[test]
+    fn large_buffers_are_not_kept() {
+        let pool = Pool::new(usize::MAX);
+        let big = pool
+            .take_data(POOLED_BYTES_MAX + 1, Quota::Enforce)
+            .unwrap();
+        assert_eq!(big.capacity(), POOLED_BYTES_MAX + 1);
+        pool.give(big);
+        assert_eq!(pool.held_bytes(), 0);
+    }
+}

@@ -1,0 +1,774 @@
+//! The store: a stack of segments, batches applied on top, a merger below.
+
+use crate::batch::Batch;
+use crate::index::{hash_key, HashIndex};
+use crate::merge::{choose_run, drops_as_expired, MergeJob};
+use crate::pool::{Pool, Quota};
+use crate::range::{Range, RangeRev};
+use crate::record::{Meta, Op, META_WORDS};
+use crate::segment::{ExternalBytes, Found, Segment};
+use crate::snapshot::{bounds, lookup, Snapshot, Stack};
+use crate::{Entry, Error, StoreConfig, STACK_HEIGHT_LIMIT};
+use std::ops::RangeBounds;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// What one [`Store::merge_step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MergeStatus {
+    /// No merge was needed.
+    Idle,
+    /// A merge advanced and has more to do.
+    InProgress,
+    /// A merge finished and its output replaced its inputs in the stack.
+    Swapped,
+}
+
+/// A point-in-time account of a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Segments in the stack.
+    pub height: usize,
+    /// Records in the stack, shadowed versions and tombstones included.
+    pub records_held: usize,
+    /// Key and value bytes of those records.
+    pub key_value_bytes: usize,
+    /// Bytes of every buffer the store holds (segments, batches, merge
+    /// output, spares), as counted against the quota.
+    pub memory_used_bytes: usize,
+    pub memory_quota_bytes: usize,
+    /// Same as [`Store::len`].
+    pub live_keys: usize,
+    pub merge_in_progress: bool,
+    pub merges_completed: u64,
+}
+
+/// One core's key-value store. See the crate docs.
+///
+/// Single-threaded by design: it holds `Rc`s (so it is neither `Send` nor
+/// `Sync`), and a thread-per-core server gives each core its own store.
+pub struct Store {
+    config: StoreConfig,
+    pool: Rc<Pool>,
+    stack: Stack,
+    job: Option<MergeJob>,
+    live_keys: usize,
+    now_ms: u64,
+    merges_completed: u64,
+}
+
+fn system_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+fn empty_stack() -> Stack {
+    Rc::new(Vec::with_capacity(STACK_HEIGHT_LIMIT))
+}
+
+impl Store {
+    pub fn new(config: StoreConfig) -> Result<Store, Error> {
+        config.validate()?;
+        Ok(Store {
+            pool: Rc::new(Pool::new(config.memory_quota_bytes)),
+            config,
+            stack: empty_stack(),
+            job: None,
+            live_keys: 0,
+            now_ms: system_now_ms(),
+            merges_completed: 0,
+        })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// A batch with room for `ops` ops and `bytes` bytes of keys, values and
+    /// expiries (8 bytes each), its buffers taken from the store's pool.
+    pub fn new_batch(&mut self, ops: usize, bytes: usize) -> Result<Batch, Error> {
+        if ops > self.config.batch_ops_max || bytes > self.config.batch_bytes_max {
+            return Err(Error::BatchTooLarge {
+                ops,
+                bytes,
+                ops_max: self.config.batch_ops_max,
+                bytes_max: self.config.batch_bytes_max,
+            });
+        }
+        // Taken one at a time: on failure the ones already taken go back.
+        let data = self.pool.take_data(bytes, Quota::Enforce)?;
+        let meta = match self.pool.take_meta(ops * META_WORDS, Quota::Enforce) {
+            Ok(meta) => meta,
+            Err(error) => {
+                self.pool.give(data);
+                return Err(error);
+            }
+        };
+        let table = match self
+            .pool
+            .take_index((ops * 2).next_power_of_two(), Quota::Enforce)
+        {
+            Ok(table) => table,
+            Err(error) => {
+                self.pool.give(data);
+                self.pool.give(meta);
+                return Err(error);
+            }
+        };
+        Ok(Batch::new(data, meta, table, ops, bytes, self.pool.clone()))
+    }
+
+    /// Applies every op of `batch` at once: readers see all of it or none.
+    /// On `Err` nothing is applied and the batch is dropped.
+    pub fn apply(&mut self, mut batch: Batch) -> Result<(), Error> {
+        if !Rc::ptr_eq(&batch.pool, &self.pool) {
+            return Err(Error::ForeignBatch);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Writes outran the merger: stall here rather than grow past the
+        // limit range cursors are sized for.
+        while self.stack.len() >= STACK_HEIGHT_LIMIT {
+            self.merge_to_completion();
+        }
+        let data = std::mem::take(&mut batch.data);
+        let mut meta = std::mem::take(&mut batch.meta);
+        let table = std::mem::take(&mut batch.table);
+        if batch.superseded > 0 {
+            drop_superseded(&mut meta);
+        }
+        let pairs: &mut [[u64; 2]] = bytemuck::cast_slice_mut(&mut meta);
+        // Keys are unique once superseded ops are gone: an unstable sort is
+        // exact, and it needs no scratch buffer.
+        pairs.sort_unstable_by(|a, b| Meta::unpack(*a).key(&data).cmp(Meta::unpack(*b).key(&data)));
+        let records = pairs.len();
+        let mut table = table;
+        table.fill(0);
+        let mut index = HashIndex::new(table, records);
+        let mut live_delta: isize = 0;
+        let mut key_value_bytes = 0;
+        for (position, pair) in pairs.iter().enumerate() {
+            let meta = Meta::unpack(*pair);
+            let key = meta.key(&data);
+            let hash = hash_key(key);
+            index.insert(hash, position);
+            key_value_bytes += meta.key_len + meta.value_len;
+            let was_live = self.newest_is_live(key, hash);
+            live_delta += match (meta.op, was_live) {
+                (Op::Set, false) => 1,
+                (Op::Delete, true) => -1,
+                _ => 0,
+            };
+        }
+        let segment = Segment::from_pooled(data, meta, index, key_value_bytes, self.pool.clone());
+        self.stack_mut().push(Rc::new(segment));
+        self.live_keys = self
+            .live_keys
+            .checked_add_signed(live_delta)
+            .expect("live keys >= 0");
+        Ok(())
+    }
+
+    /// Whether the newest version of `key` in the stack is a set that counts
+    /// towards `len` (expired-but-unmerged sets do, unless the running merge
+    /// has already decided to drop them).
+    fn newest_is_live(&self, key: &[u8], hash: u64) -> bool {
+        for (position, segment) in self.stack.iter().enumerate().rev() {
+            match segment.find(key, hash) {
+                None => continue,
+                Some(Found::Delete) => return false,
+                Some(Found::Set { expire_at_ms, .. }) => {
+                    return !self
+                        .job
+                        .as_ref()
+                        .is_some_and(|job| drops_as_expired(job, position, expire_at_ms));
+                }
+            }
+        }
+        false
+    }
+
+    fn stack_mut(&mut self) -> &mut Vec<Rc<Segment>> {
+        if Rc::get_mut(&mut self.stack).is_none() {
+            // A snapshot shares the stack: copy the pointers, keeping room so
+            // pushes up to the limit never reallocate.
+            let mut copy = Vec::with_capacity(STACK_HEIGHT_LIMIT);
+            copy.extend(self.stack.iter().cloned());
+            self.stack = Rc::new(copy);
+        }
+        Rc::get_mut(&mut self.stack).expect("stack is unshared")
+    }
+
+    /// The live value of `key` now. No allocation.
+    #[inline]
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.get_entry(key).map(|entry| entry.value)
+    }
+
+    /// The live record for `key` now, with its expiry.
+    #[inline]
+    pub fn get_entry(&self, key: &[u8]) -> Option<Entry<'_>> {
+        lookup(&self.stack, key, self.now_ms)
+    }
+
+    /// A frozen view of the store as of now. O(1).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::new(self.stack.clone(), self.now_ms)
+    }
+
+    /// Live records with keys in `range`, ascending (see [`Snapshot::range`]).
+    pub fn range<'k, R: RangeBounds<&'k [u8]>>(&self, range: R) -> Range<'_> {
+        let (start, end) = bounds(&range);
+        Range::new(&self.stack, start, end, self.now_ms)
+    }
+
+    /// Live records with keys in `range`, descending.
+    pub fn range_rev<'k, R: RangeBounds<&'k [u8]>>(&self, range: R) -> RangeRev<'_> {
+        let (start, end) = bounds(&range);
+        RangeRev::new(&self.stack, start, end, self.now_ms)
+    }
+
+    /// Keys whose newest version is a set. Expired keys count until a merge
+    /// at the bottom of the stack drops them (as Redis counts them until
+    /// they are evicted).
+    pub fn len(&self) -> usize {
+        self.live_keys
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live_keys == 0
+    }
+
+    /// Drops every record (Redis `FLUSHDB`). Snapshots keep what they saw;
+    /// a running merge is abandoned.
+    pub fn clear(&mut self) {
+        self.job = None;
+        self.stack = empty_stack();
+        self.live_keys = 0;
+    }
+
+    /// The expiry clock, Unix ms. Starts at the system clock; the caller
+    /// advances it (once per event-loop round keeps `get` free of syscalls).
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    pub fn set_now_ms(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+    }
+
+    /// The stack is taller than `stack_height_max`, or a merge is running.
+    pub fn merge_needed(&self) -> bool {
+        self.job.is_some() || self.stack.len() > self.config.stack_height_max
+    }
+
+    /// Advances the merger for at most `budget` (capped at the configured
+    /// `merge_step_budget`), starting a merge if one is needed.
+    pub fn merge_step(&mut self, budget: Duration) -> MergeStatus {
+        let deadline = Instant::now() + budget.min(self.config.merge_step_budget);
+        if self.job.is_none() {
+            if self.stack.len() <= self.config.stack_height_max {
+                return MergeStatus::Idle;
+            }
+            self.start_merge(None);
+        }
+        let job = self.job.as_mut().expect("a merge is running");
+        if !job.step(deadline) {
+            return MergeStatus::InProgress;
+        }
+        self.swap();
+        MergeStatus::Swapped
+    }
+
+    /// Finishes the running merge, if any, then merges the whole stack into
+    /// one segment, without a time budget. For bulk loads, tests and
+    /// benchmarks; a server drives `merge_step` instead.
+    pub fn compact(&mut self) {
+        if self.job.is_some() {
+            self.merge_to_completion();
+        }
+        if self.stack.len() >= 2 {
+            self.start_merge(Some(0..self.stack.len()));
+            self.merge_to_completion();
+        }
+    }
+
+    fn start_merge(&mut self, run: Option<std::ops::Range<usize>>) {
+        assert!(self.job.is_none());
+        let run = run.unwrap_or_else(|| {
+            let sizes: Vec<usize> = self
+                .stack
+                .iter()
+                .map(|segment| segment.data_len() + segment.len() * META_WORDS * 8)
+                .collect();
+            choose_run(&sizes)
+        });
+        self.job = Some(MergeJob::new(
+            &self.stack,
+            run,
+            self.now_ms,
+            self.pool.clone(),
+        ));
+    }
+
+    fn merge_to_completion(&mut self) {
+        if self.job.is_none() {
+            self.start_merge(None);
+        }
+        let far = Instant::now() + Duration::from_secs(3600 * 24 * 365);
+        while !self.job.as_mut().expect("a merge is running").step(far) {}
+        self.swap();
+    }
+
+    fn swap(&mut self) {
+        let job = self.job.take().expect("a finished merge");
+        let run = job.run();
+        let expired_dropped = job.expired_dropped;
+        let stack = self.stack_mut();
+        for (input, segment) in job.inputs().iter().zip(&stack[run.clone()]) {
+            assert!(
+                Rc::ptr_eq(input, segment),
+                "merge inputs moved in the stack"
+            );
+        }
+        let output = job.finish();
+        stack.drain(run.clone());
+        if let Some(output) = output {
+            stack.insert(run.start, Rc::new(output));
+        }
+        self.live_keys = self
+            .live_keys
+            .checked_sub(expired_dropped)
+            .expect("live keys >= 0");
+        self.merges_completed += 1;
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            height: self.stack.len(),
+            records_held: self.stack.iter().map(|segment| segment.len()).sum(),
+            key_value_bytes: self
+                .stack
+                .iter()
+                .map(|segment| segment.key_value_bytes())
+                .sum(),
+            memory_used_bytes: self.pool.held_bytes(),
+            memory_quota_bytes: self.pool.quota_bytes(),
+            live_keys: self.live_keys,
+            merge_in_progress: self.job.is_some(),
+            merges_completed: self.merges_completed,
+        }
+    }
+
+    /// Pushes a segment whose `data` and `meta` bytes are owned elsewhere
+    /// (e.g. mapped from a file written from [`Snapshot::segments`]) on top
+    /// of the stack, as if applied as one batch. Every record is validated.
+    pub fn push_external_segment(
+        &mut self,
+        data: ExternalBytes,
+        meta: ExternalBytes,
+    ) -> Result<(), Error> {
+        let segment = Segment::from_external(data, meta, self.pool.clone())?;
+        while self.stack.len() >= STACK_HEIGHT_LIMIT {
+            self.merge_to_completion();
+        }
+        let mut live_delta: isize = 0;
+        for position in 0..segment.len() {
+            let key = segment.key(position);
+            let was_live = self.newest_is_live(key, hash_key(key));
+            live_delta += match (segment.meta(position).op, was_live) {
+                (Op::Set, false) => 1,
+                (Op::Delete, true) => -1,
+                _ => 0,
+            };
+        }
+        self.stack_mut().push(Rc::new(segment));
+        self.live_keys = self
+            .live_keys
+            .checked_add_signed(live_delta)
+            .expect("live keys >= 0");
+        Ok(())
+    }
+
+    /// Removes the newest segment (the last batch applied or segment pushed)
+    /// and returns whether there was one: how the persistence layer takes
+    /// back a batch whose write to disk failed, so an unacknowledged write is
+    /// never served. A running merge is abandoned (its inputs may include the
+    /// segment); the next `merge_step` starts over.
+    pub fn pop_newest_segment(&mut self) -> bool {
+        let Some(top) = self.stack.last().cloned() else {
+            return false;
+        };
+        self.job = None;
+        // Keys are unique within a segment, so counting the keys live with
+        // and without it gives the exact change in `len`.
+        let count_live = |store: &Store| {
+            (0..top.len())
+                .filter(|&position| {
+                    let key = top.key(position);
+                    store.newest_is_live(key, hash_key(key))
+                })
+                .count()
+        };
+        let live_with = count_live(self);
+        self.stack_mut().pop();
+        let live_without = count_live(self);
+        self.live_keys = (self.live_keys + live_without)
+            .checked_sub(live_with)
+            .expect("live keys >= 0");
+        true
+    }
+
+    /// Gives every spare pooled buffer back to the allocator.
+    pub fn trim(&mut self) {
+        self.pool.trim();
+    }
+}
+
+/// Removes ops a later op on the same key replaced, keeping order.
+fn drop_superseded(meta: &mut Vec<u64>) {
+    let mut kept = 0;
+    for at in (0..meta.len()).step_by(META_WORDS) {
+        let words = [meta[at], meta[at + 1]];
+        if Meta::unpack(words).op != Op::Superseded {
+            meta[kept] = words[0];
+            meta[kept + 1] = words[1];
+            kept += META_WORDS;
+        }
+    }
+    meta.truncate(kept);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BatchOp, KEY_LEN_MAX, VALUE_LEN_MAX};
+
+    fn store() -> Store {
+        Store::new(StoreConfig {
+            memory_quota_bytes: 64 << 20,
+            batch_ops_max: 1024,
+            batch_bytes_max: VALUE_LEN_MAX + 1024,
+            stack_height_max: 4,
+            merge_step_budget: Duration::from_millis(50),
+        })
+        .unwrap()
+    }
+
+    fn set(store: &mut Store, key: &[u8], value: &[u8]) {
+        let mut batch = store.new_batch(1, key.len() + value.len()).unwrap();
+        batch.set(key, value).unwrap();
+        store.apply(batch).unwrap();
+    }
+
+    #[test]
+    fn config_is_validated() {
+        let bad = |config: StoreConfig| Store::new(config).err().unwrap();
+        let good = StoreConfig::default();
+        assert!(Store::new(good.clone()).is_ok());
+        assert!(matches!(
+            bad(StoreConfig {
+                memory_quota_bytes: 0,
+                ..good.clone()
+            }),
+            Error::InvalidConfig {
+                field: "memory_quota_bytes",
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad(StoreConfig {
+                batch_ops_max: crate::BATCH_OPS_LIMIT + 1,
+                ..good.clone()
+            }),
+            Error::InvalidConfig {
+                field: "batch_ops_max",
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad(StoreConfig {
+                batch_bytes_max: 0,
+                ..good.clone()
+            }),
+            Error::InvalidConfig {
+                field: "batch_bytes_max",
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad(StoreConfig {
+                stack_height_max: 1,
+                ..good.clone()
+            }),
+            Error::InvalidConfig {
+                field: "stack_height_max",
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad(StoreConfig {
+                merge_step_budget: Duration::ZERO,
+                ..good
+            }),
+            Error::InvalidConfig {
+                field: "merge_step_budget_us",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn key_and_value_limits() {
+        let mut store = Store::new(StoreConfig {
+            memory_quota_bytes: 1 << 30,
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        let bytes_max = store.config().batch_bytes_max;
+        let mut batch = store.new_batch(4, bytes_max).unwrap();
+        let long_key = vec![7u8; KEY_LEN_MAX + 1];
+        assert_eq!(
+            batch.set(&long_key, b"v"),
+            Err(Error::KeyTooLong {
+                len: KEY_LEN_MAX + 1,
+                max: KEY_LEN_MAX
+            })
+        );
+        assert_eq!(
+            batch.alloc_set(b"k", VALUE_LEN_MAX + 1).err(),
+            Some(Error::ValueTooLong {
+                len: VALUE_LEN_MAX + 1,
+                max: VALUE_LEN_MAX
+            })
+        );
+        batch.set(&long_key[..KEY_LEN_MAX], b"max key").unwrap();
+        store.apply(batch).unwrap();
+        let mut batch = store.new_batch(1, bytes_max).unwrap();
+        batch
+            .alloc_set_with_expiry(b"big", VALUE_LEN_MAX, u64::MAX)
+            .unwrap()[VALUE_LEN_MAX - 1] = 9;
+        store.apply(batch).unwrap();
+        assert_eq!(store.get(&long_key[..KEY_LEN_MAX]), Some(&b"max key"[..]));
+        let big = store.get(b"big").unwrap();
+        assert_eq!((big.len(), big[VALUE_LEN_MAX - 1]), (VALUE_LEN_MAX, 9));
+    }
+
+    #[test]
+    fn batch_capacity_limits() {
+        let mut store = store();
+        assert_eq!(
+            store.new_batch(1025, 10).err(),
+            Some(Error::BatchTooLarge {
+                ops: 1025,
+                bytes: 10,
+                ops_max: 1024,
+                bytes_max: VALUE_LEN_MAX + 1024
+            })
+        );
+        let mut batch = store.new_batch(2, 10).unwrap();
+        assert_eq!((batch.ops_left(), batch.bytes_left()), (2, 10));
+        assert_eq!(
+            batch.set(b"abcdef", b"ghijk"),
+            Err(Error::BatchBytesFull {
+                needed: 11,
+                left: 10
+            })
+        );
+        assert_eq!(
+            batch.set_with_expiry(b"ab", b"b", 5),
+            Err(Error::BatchBytesFull {
+                needed: 11,
+                left: 10
+            }),
+            "an expiry takes 8 bytes"
+        );
+        batch.set(b"a", b"b").unwrap();
+        batch.delete(b"c").unwrap();
+        assert_eq!(batch.set(b"d", b""), Err(Error::BatchFull { ops_max: 2 }));
+        assert_eq!((batch.ops_left(), batch.bytes_left()), (0, 7));
+        store.apply(batch).unwrap();
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn batch_reads_its_own_writes_and_last_write_wins() {
+        let mut store = store();
+        let mut batch = store.new_batch(8, 256).unwrap();
+        assert_eq!(batch.get(b"k"), None);
+        batch.set(b"k", b"1").unwrap();
+        batch.set_with_expiry(b"k", b"2", u64::MAX).unwrap();
+        assert_eq!(
+            batch.get(b"k"),
+            Some(BatchOp::Set {
+                value: b"2",
+                expire_at_ms: Some(u64::MAX)
+            })
+        );
+        batch.delete(b"j").unwrap();
+        assert_eq!(batch.get(b"j"), Some(BatchOp::Delete));
+        batch.set(b"j", b"3").unwrap();
+        batch.delete(b"k").unwrap();
+        batch.alloc_set(b"k", 1).unwrap()[0] = b'4';
+        assert_eq!(batch.len(), 6);
+        store.apply(batch).unwrap();
+        assert_eq!(store.get(b"k"), Some(&b"4"[..]));
+        assert_eq!(store.get_entry(b"k").unwrap().expire_at_ms, None);
+        assert_eq!(store.get(b"j"), Some(&b"3"[..]));
+        assert_eq!(store.stats().records_held, 2);
+        assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn memory_quota_fails_the_whole_batch() {
+        let mut store = Store::new(StoreConfig {
+            memory_quota_bytes: 64 * 1024,
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        let mut applied = 0u32;
+        let error = loop {
+            let batch = store.new_batch(16, 1024);
+            let mut batch = match batch {
+                Ok(batch) => batch,
+                Err(error) => break error,
+            };
+            for i in 0..16u32 {
+                batch
+                    .set(&(applied * 16 + i).to_be_bytes(), &[1; 32])
+                    .unwrap();
+            }
+            store.apply(batch).unwrap();
+            applied += 1;
+            assert!(applied < 1000, "quota never hit");
+        };
+        assert!(matches!(error, Error::MemoryQuota { .. }), "{error}");
+        assert_eq!(store.len(), applied as usize * 16);
+        let stats = store.stats();
+        assert!(stats.memory_used_bytes <= stats.memory_quota_bytes);
+        // Merging frees the batch buffers for reuse.
+        store.compact();
+        assert!(store.new_batch(16, 1024).is_ok());
+    }
+
+    #[test]
+    fn foreign_batches_are_refused() {
+        let mut first = store();
+        let mut second = store();
+        let mut batch = first.new_batch(1, 8).unwrap();
+        batch.set(b"k", b"v").unwrap();
+        assert_eq!(second.apply(batch), Err(Error::ForeignBatch));
+        assert!(second.is_empty() && first.is_empty());
+    }
+
+    #[test]
+    fn expiry_hides_records_and_bottom_merges_drop_them() {
+        let mut store = store();
+        store.set_now_ms(1000);
+        let mut batch = store.new_batch(2, 64).unwrap();
+        batch.set_with_expiry(b"soon", b"v", 1500).unwrap();
+        batch.set_with_expiry(b"later", b"v", 5000).unwrap();
+        store.apply(batch).unwrap();
+        set(&mut store, b"other", b"x");
+        let before = store.snapshot();
+        store.set_now_ms(1500);
+        assert_eq!(store.get(b"soon"), None);
+        assert_eq!(store.get(b"later"), Some(&b"v"[..]));
+        assert_eq!(
+            before.get(b"soon"),
+            Some(&b"v"[..]),
+            "the snapshot keeps its clock"
+        );
+        assert_eq!(store.len(), 3, "expired but unmerged keys still count");
+        store.compact();
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.stats().records_held, 2);
+        assert_eq!(
+            before.get(b"soon"),
+            Some(&b"v"[..]),
+            "snapshots survive merges"
+        );
+    }
+
+    #[test]
+    fn merge_steps_respect_their_budget_and_swap() {
+        let mut store = store();
+        for i in 0..6u32 {
+            set(&mut store, &i.to_be_bytes(), b"value");
+        }
+        assert!(store.merge_needed());
+        let mut steps = 0;
+        loop {
+            steps += 1;
+            match store.merge_step(Duration::from_millis(10)) {
+                MergeStatus::Swapped => break,
+                MergeStatus::InProgress => continue,
+                MergeStatus::Idle => panic!("a merge was needed"),
+            }
+        }
+        assert!(steps >= 1);
+        assert!(store.stats().height < 6);
+        assert_eq!(store.len(), 6);
+        for i in 0..6u32 {
+            assert_eq!(store.get(&i.to_be_bytes()), Some(&b"value"[..]));
+        }
+        assert_eq!(
+            store.merge_step(Duration::from_millis(10)),
+            MergeStatus::Idle
+        );
+    }
+
+    #[test]
+    fn clear_drops_everything_but_snapshots_keep_theirs() {
+        let mut store = store();
+        set(&mut store, b"a", b"1");
+        let snapshot = store.snapshot();
+        store.clear();
+        assert!(store.is_empty());
+        assert_eq!(store.get(b"a"), None);
+        assert_eq!(store.range(..).count(), 0);
+        assert_eq!(snapshot.get(b"a"), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn external_segments_round_trip() {
+        let mut source = store();
+        set(&mut source, b"a", b"1");
+        set(&mut source, b"b", b"2");
+        source.compact();
+        let snapshot = source.snapshot();
+        let (data, meta) = snapshot.segments().next().unwrap();
+        let data: ExternalBytes = Rc::new(data.to_vec());
+        let meta_words: Vec<u64> = meta.to_vec();
+        struct Words(Vec<u64>);
+        impl AsRef<[u8]> for Words {
+            fn as_ref(&self) -> &[u8] {
+                bytemuck::cast_slice(&self.0)
+            }
+        }
+        let mut copy = store();
+        copy.push_external_segment(data, Rc::new(Words(meta_words)))
+            .unwrap();
+        assert_eq!(copy.len(), 2);
+        assert_eq!(copy.get(b"b"), Some(&b"2"[..]));
+        set(&mut copy, b"c", b"3");
+        copy.compact();
+        assert_eq!(
+            copy.range(..).map(|e| e.value).collect::<Vec<_>>(),
+            [b"1", b"2", b"3"]
+        );
+    }
+
+    #[test]
+    fn apply_stalls_instead_of_exceeding_the_stack_limit() {
+        let mut store = store();
+        for i in 0..(STACK_HEIGHT_LIMIT as u32 + 5) {
+            set(&mut store, &i.to_be_bytes(), b"v");
+        }
+        assert!(store.stats().height <= STACK_HEIGHT_LIMIT);
+        assert_eq!(store.len(), STACK_HEIGHT_LIMIT + 5);
+    }
+}
