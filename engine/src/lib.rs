@@ -105,8 +105,8 @@ pub use error::Error;
 pub use persist::{
     DataDir, DmaLayer, DroppedRange, Durability, DurableConfig, DurableStore, Fault, FaultPlan,
     FaultyFile, FaultyLayer, FileLayer, LogFile, MappedSegments, PersistError, RecoveryReport,
-    SegmentExtent, SegmentLog, FLUSH_INTERVAL_MS_DEFAULT, FLUSH_INTERVAL_MS_MAX,
-    UNPERSISTED_SEGMENTS_MAX,
+    SegmentExtent, SegmentLog, BLOCK_BYTES, FLUSH_INTERVAL_MS_DEFAULT, FLUSH_INTERVAL_MS_MAX,
+    FOOTER_BYTES, FORMAT_VERSION, UNPERSISTED_SEGMENTS_MAX,
 };
 pub use range::{Range, RangeRev};
 pub use segment::ExternalBytes;

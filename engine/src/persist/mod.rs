@@ -40,5 +40,6 @@ pub use durable_store::{
 };
 pub use error::PersistError;
 pub use file_io::{DmaLayer, Fault, FaultPlan, FaultyFile, FaultyLayer, FileLayer, LogFile};
+pub use format::{BLOCK_BYTES, FOOTER_BYTES, FORMAT_VERSION};
 pub use recovery::{DroppedRange, SegmentExtent};
 pub use segment_log::{MappedSegments, RecoveryReport, SegmentLog};

@@ -9,7 +9,7 @@ use tessera_engine::{Fault, FaultPlan, FaultyLayer, PersistError, SegmentLog};
 
 fn test_dir(name: &str) -> PathBuf {
     let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("durable-disk-errors-{name}"));
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("durable-log-disk-errors-{name}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
