@@ -81,12 +81,15 @@ pub(crate) struct MergeJob {
     phase: Phase,
     /// Keys whose newest version this merge drops as expired.
     pub expired_dropped: usize,
+    /// Of those, keys that a batch applied during the merge wrote again: the
+    /// batch accounted for them in `len`, so the drop must not.
+    pub expired_redecided: usize,
     pool: Rc<Pool>,
 }
 
 impl MergeJob {
     pub fn new(stack: &[Rc<Segment>], run: Range<usize>, now_ms: u64, pool: Rc<Pool>) -> MergeJob {
-        assert!(run.len() >= 2 && run.end <= stack.len());
+        assert!(!run.is_empty() && run.end <= stack.len());
         let inputs = stack[run.clone()].to_vec();
         let data_len: usize = inputs.iter().map(|segment| segment.data_len()).sum();
         let records: usize = inputs.iter().map(|segment| segment.len()).sum();
@@ -109,6 +112,7 @@ impl MergeJob {
             copy: None,
             phase: Phase::Merging,
             expired_dropped: 0,
+            expired_redecided: 0,
             pool,
         }
     }

@@ -172,19 +172,22 @@ impl Store {
         Ok(())
     }
 
-    /// Whether the newest version of `key` in the stack is a set that counts
-    /// towards `len` (expired-but-unmerged sets do, unless the running merge
-    /// has already decided to drop them).
-    fn newest_is_live(&self, key: &[u8], hash: u64) -> bool {
+    /// Whether the newest version of `key` in the stack is a set, which
+    /// `len` counts (expired or not). When that version is one the running
+    /// merge drops as expired, this write decides the key instead, so the
+    /// merge must not count the key's drop: that is recorded on the job.
+    fn newest_is_live(&mut self, key: &[u8], hash: u64) -> bool {
         for (position, segment) in self.stack.iter().enumerate().rev() {
             match segment.find(key, hash) {
                 None => continue,
                 Some(Found::Delete) => return false,
                 Some(Found::Set { expire_at_ms, .. }) => {
-                    return !self
-                        .job
-                        .as_ref()
-                        .is_some_and(|job| drops_as_expired(job, position, expire_at_ms));
+                    if let Some(job) = self.job.as_mut() {
+                        if drops_as_expired(job, position, expire_at_ms) {
+                            job.expired_redecided += 1;
+                        }
+                    }
+                    return true;
                 }
             }
         }
@@ -283,14 +286,15 @@ impl Store {
         MergeStatus::Swapped
     }
 
-    /// Finishes the running merge, if any, then merges the whole stack into
-    /// one segment, without a time budget. For bulk loads, tests and
+    /// Finishes the running merge, if any, then rewrites the whole stack
+    /// into one segment without tombstones or expired records, without a
+    /// time budget. For bulk loads, tests and
     /// benchmarks; a server drives `merge_step` instead.
     pub fn compact(&mut self) {
         if self.job.is_some() {
             self.merge_to_completion();
         }
-        if self.stack.len() >= 2 {
+        if !self.stack.is_empty() {
             self.start_merge(Some(0..self.stack.len()));
             self.merge_to_completion();
         }
@@ -326,7 +330,8 @@ impl Store {
     fn swap(&mut self) {
         let job = self.job.take().expect("a finished merge");
         let run = job.run();
-        let expired_dropped = job.expired_dropped;
+        // Keys dropped as expired whose drop a later write did not override.
+        let expired_dropped = job.expired_dropped - job.expired_redecided;
         let stack = self.stack_mut();
         for (input, segment) in job.inputs().iter().zip(&stack[run.clone()]) {
             assert!(
