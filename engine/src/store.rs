@@ -410,17 +410,17 @@ impl Store {
         self.job = None;
         // Keys are unique within a segment, so counting the keys live with
         // and without it gives the exact change in `len`.
-        let count_live = |store: &Store| {
-            (0..top.len())
-                .filter(|&position| {
-                    let key = top.key(position);
-                    store.newest_is_live(key, hash_key(key))
-                })
-                .count()
-        };
-        let live_with = count_live(self);
+        fn count_live(store: &mut Store, top: &Segment) -> usize {
+            let mut live = 0;
+            for position in 0..top.len() {
+                let key = top.key(position);
+                live += usize::from(store.newest_is_live(key, hash_key(key)));
+            }
+            live
+        }
+        let live_with = count_live(self, &top);
         self.stack_mut().pop();
-        let live_without = count_live(self);
+        let live_without = count_live(self, &top);
         self.live_keys = (self.live_keys + live_without)
             .checked_sub(live_with)
             .expect("live keys >= 0");
