@@ -217,6 +217,11 @@ impl<L: FileLayer> DurableStore<L> {
         self.log.file_bytes()
     }
 
+    /// Commits (segments) in the live file since it was created.
+    pub fn file_commits(&self) -> u64 {
+        self.log.commits()
+    }
+
     /// Applied batches not yet durable (always 0 in sync mode between calls).
     pub fn unpersisted_segments(&self) -> usize {
         self.unpersisted

@@ -14,6 +14,7 @@
 //! - [`segment_log`]: one core's files: append, open, compact.
 //! - [`data_dir`]: the node's manifest and per-core directories.
 //! - [`durable_store`]: a `Store` plus its log: commit, flush, compaction.
+//! - [`group_commit`]: one segment and one fdatasync for many writer tasks.
 //!
 //! Page faults: a major fault on an executor thread stalls every connection
 //! of that core, so persisted segments are mapped with `MAP_POPULATE` and
@@ -30,6 +31,7 @@ mod durable_store;
 mod error;
 mod file_io;
 mod format;
+mod group_commit;
 mod recovery;
 mod segment_log;
 
@@ -41,5 +43,6 @@ pub use durable_store::{
 pub use error::PersistError;
 pub use file_io::{DmaLayer, Fault, FaultPlan, FaultyFile, FaultyLayer, FileLayer, LogFile};
 pub use format::{BLOCK_BYTES, FOOTER_BYTES, FORMAT_VERSION};
+pub use group_commit::{GroupCommitter, GROUP_BYTES_MAX, GROUP_OPS_MAX, GROUP_WAITERS_MAX};
 pub use recovery::{DroppedRange, SegmentExtent};
 pub use segment_log::{MappedSegments, RecoveryReport, SegmentLog};
