@@ -151,6 +151,34 @@ fn async_ingest(mb: u64) -> f64 {
     })
 }
 
+/// MB/s of the same ingest into a plain in-memory store: the ceiling the
+/// durable store can reach, whatever the disk.
+fn memory_ingest(mb: u64) -> f64 {
+    let mut store = tessera_engine::Store::new(big_store()).unwrap();
+    let value = vec![0x5au8; 1000];
+    let records = mb * 1000;
+    let batch_records = 1000;
+    let started = Instant::now();
+    let mut next = 0;
+    while next < records {
+        let end = (next + batch_records).min(records);
+        let mut batch = store
+            .new_batch((end - next) as usize, ((end - next) * 1024) as usize)
+            .unwrap();
+        for i in next..end {
+            batch.set(&record_key(i), &value).unwrap();
+        }
+        next = end;
+        store.apply(batch).unwrap();
+        if store.merge_needed() {
+            store.merge_step(Duration::from_micros(200));
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(store.len() as u64, records);
+    (records * (16 + 1000)) as f64 / 1e6 / elapsed
+}
+
 /// Durable writes per second with `writers` concurrent tasks for `secs`.
 fn sync_writes(writers: u64, secs: u64) -> f64 {
     let root = fresh(&format!("sync-{writers}"));
@@ -352,13 +380,16 @@ fn main() {
     if wants("disk") || wants("async") {
         let mut disk = Vec::new();
         let mut ingest = Vec::new();
+        let mut memory = Vec::new();
         for _ in 0..runs {
-            // Interleaved so both see the same machine noise.
+            // Interleaved so all three see the same machine noise.
             disk.push(disk_bandwidth(ingest_mb));
             ingest.push(async_ingest(ingest_mb));
+            memory.push(memory_ingest(ingest_mb));
         }
-        let (disk, ingest) = (median(disk), median(ingest));
+        let (disk, ingest, memory) = (median(disk), median(ingest), median(memory));
         println!("disk O_DIRECT sequential write (dd, {ingest_mb} MiB): median {disk:.0} MB/s");
+        println!("in-memory ingest, same records, no persistence: median {memory:.0} MB/s");
         println!(
             "async ingest ({ingest_mb} MB of 16 B keys + 1000 B values): median {ingest:.0} MB/s = {:.0}% of the disk",
             ingest / disk * 100.0

@@ -236,6 +236,11 @@ impl<L: FileLayer> DurableStore<L> {
             self.flush().await?;
         }
         let height_before = self.store.stats().height;
+        if self.unpersisted > 0 && height_before + 1 >= STACK_HEIGHT_LIMIT {
+            // The engine is about to stall on a merge that could take in
+            // the unpersisted segments: make them durable first.
+            self.flush().await?;
+        }
         self.store.apply(batch).map_err(PersistError::Engine)?;
         if self.store.stats().height == height_before {
             return Ok(()); // an empty batch adds no segment
@@ -284,7 +289,11 @@ impl<L: FileLayer> DurableStore<L> {
     /// Bounded background work: flush what is due, advance the merger, and
     /// compact the file when it has grown too much (see module docs).
     pub async fn maintenance_step(&mut self, budget: Duration) -> Result<(), PersistError> {
-        if self.unpersisted > 0 {
+        // Flush when due, or when a merge waits for the pending segments
+        // (merges never touch unpersisted ones); not on every step, which
+        // would cost an fdatasync per batch.
+        let merge_waits = self.store.merge_needed() && self.unpersisted > 0;
+        if merge_waits || self.flush_due(Instant::now()) {
             self.persist_pending().await?;
         }
         if self.store.merge_needed() {
