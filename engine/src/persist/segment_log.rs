@@ -32,7 +32,7 @@ use super::format::{
 use super::recovery::{scan, DroppedRange, SegmentExtent};
 
 /// Largest single DMA write; bigger commits are written in several.
-pub const WRITE_CHUNK_BYTES: usize = 256 << 10;
+pub const WRITE_CHUNK_BYTES: usize = 1 << 20;
 const FILE_PREFIX: &str = "seg-";
 const FILE_SUFFIX: &str = ".tsr";
 const TMP_SUFFIX: &str = ".tmp";
