@@ -8,8 +8,12 @@
 //! key, which makes [`Batch::get`] O(1) (read-your-writes for group commit)
 //! and lets a replaced op be marked superseded right away, so `apply` only
 //! drops those and sorts the rest: sorting moves meta integers, never bytes.
-//! At apply the three buffers become the new segment's `data`, `meta` and
-//! index, so a steady stream of batches allocates nothing.
+//! Apply then copies the record bytes once, in key order, into a second
+//! pooled buffer, so segments are sequential in both `meta` and `data`
+//! (scans and merges stream instead of missing the cache per record; moss
+//! leaves batch bytes in arrival order). The batch's `meta` and table become
+//! the new segment's meta and index, so a steady stream of batches allocates
+//! nothing.
 
 use crate::index::hash_key;
 use crate::pool::Pool;

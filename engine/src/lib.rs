@@ -86,6 +86,7 @@
 mod batch;
 mod config;
 mod error;
+mod heap;
 mod index;
 mod merge;
 mod persist;

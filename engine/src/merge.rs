@@ -21,8 +21,9 @@
 //! once at the job's start: large ones come straight from the allocator as
 //! untouched pages, so the cost of faulting them in is spread over the steps.
 
+use crate::heap::CursorHeap;
 use crate::index::{hash_key, slots_for, HashIndex};
-use crate::pool::{Pool, Quota};
+use crate::pool::{Pool, Purpose};
 use crate::record::{is_expired, Meta, Op, META_WORDS};
 use crate::segment::Segment;
 use std::ops::Range;
@@ -74,6 +75,7 @@ pub(crate) struct MergeJob {
     /// The clock that decides which records are expired.
     pub now_ms: u64,
     cursors: Vec<usize>,
+    heap: CursorHeap,
     out_data: Vec<u8>,
     out_meta: Vec<u64>,
     key_value_bytes: usize,
@@ -94,14 +96,22 @@ impl MergeJob {
         let data_len: usize = inputs.iter().map(|segment| segment.data_len()).sum();
         let records: usize = inputs.iter().map(|segment| segment.len()).sum();
         let out_data = pool
-            .take_data(data_len, Quota::Exempt)
+            .take_data(data_len, Purpose::Merge)
             .expect("exempt from quota");
         let out_meta = pool
-            .take_meta(records * META_WORDS, Quota::Exempt)
+            .take_meta(records * META_WORDS, Purpose::Merge)
             .expect("exempt from quota");
+        let cursors = vec![0; inputs.len()];
+        let mut heap = CursorHeap::new();
+        for (i, input) in inputs.iter().enumerate() {
+            if input.len() > 0 {
+                heap.push(i, |a, b| before(&inputs, &cursors, a, b));
+            }
+        }
         MergeJob {
             run_start: run.start,
-            cursors: vec![0; inputs.len()],
+            cursors,
+            heap,
             inputs,
             above: stack[run.end..].to_vec(),
             drop_bottom: run.start == 0,
@@ -136,7 +146,7 @@ impl MergeJob {
                     let records = self.out_meta.len() / META_WORDS;
                     let slots = self
                         .pool
-                        .take_index(slots_for(records), Quota::Exempt)
+                        .take_index(slots_for(records), Purpose::MergeIndex)
                         .expect("exempt from quota");
                     self.phase = Phase::Indexing {
                         index: HashIndex::new(slots, records),
@@ -217,24 +227,15 @@ impl MergeJob {
 
     /// Takes the next key off the inputs; false when they are exhausted.
     fn merge_one(&mut self) -> bool {
-        let mut best: Option<(usize, &[u8])> = None;
-        for (i, segment) in self.inputs.iter().enumerate() {
-            let position = self.cursors[i];
-            if position == segment.len() {
-                continue;
-            }
-            let key = segment.key(position);
-            // `<=`: the newest input (last) wins ties.
-            if best.map_or(true, |(_, best_key)| key <= best_key) {
-                best = Some((i, key));
-            }
-        }
-        let Some((winner, key)) = best else {
+        let Some(winner) = self.heap.peek() else {
             return false;
         };
-        let meta = self.inputs[winner].meta(self.cursors[winner]);
+        let segment = &self.inputs[winner];
+        let position = self.cursors[winner];
+        let meta = segment.meta(position);
+        let key = segment.key(position);
         let keep = keep(
-            &self.inputs[winner],
+            segment,
             &self.above,
             self.drop_bottom,
             self.now_ms,
@@ -242,11 +243,13 @@ impl MergeJob {
             key,
             &mut self.expired_dropped,
         );
-        for (i, segment) in self.inputs.iter().enumerate() {
-            let position = self.cursors[i];
-            if position < segment.len() && segment.key(position) == key {
-                self.cursors[i] += 1;
+        advance(&self.inputs, &mut self.cursors, &mut self.heap, winner);
+        // Older versions of the key come next in heap order: skip them.
+        while let Some(top) = self.heap.peek() {
+            if self.inputs[top].key(self.cursors[top]) != key {
+                break;
             }
+            advance(&self.inputs, &mut self.cursors, &mut self.heap, top);
         }
         if keep {
             self.emit(winner, meta);
@@ -294,6 +297,25 @@ impl Drop for MergeJob {
         if let Phase::Indexing { index, .. } | Phase::Done { index } = phase {
             self.pool.give(index.into_slots());
         }
+    }
+}
+
+/// Heap order: smallest head key first; the newest input first on ties.
+fn before(inputs: &[Rc<Segment>], cursors: &[usize], a: usize, b: usize) -> bool {
+    match inputs[a].key(cursors[a]).cmp(inputs[b].key(cursors[b])) {
+        std::cmp::Ordering::Equal => a > b,
+        order => order == std::cmp::Ordering::Less,
+    }
+}
+
+/// Moves cursor `top` (the heap's top) past its head record.
+fn advance(inputs: &[Rc<Segment>], cursors: &mut [usize], heap: &mut CursorHeap, top: usize) {
+    cursors[top] += 1;
+    let cursors: &[usize] = cursors;
+    if cursors[top] == inputs[top].len() {
+        heap.pop(|a, b| before(inputs, cursors, a, b));
+    } else {
+        heap.sift_down(|a, b| before(inputs, cursors, a, b));
     }
 }
 

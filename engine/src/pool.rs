@@ -29,11 +29,46 @@ pub(crate) const POOLED_BUFFERS_MAX: usize = 32;
 /// Smallest buffer capacity, in elements, so tiny batches share a class.
 const CAPACITY_MIN: usize = 64;
 
-/// Whether an allocation may be refused for the quota.
+/// Buffers from this size up are advised onto transparent huge pages.
+const HUGE_PAGE_ADVICE_BYTES_MIN: usize = 2 * 1024 * 1024;
+
+/// What a buffer is for, which decides its sizing and whether the quota
+/// may refuse it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Quota {
-    Enforce,
-    Exempt,
+pub(crate) enum Purpose {
+    /// Batch buffers: quota enforced, power-of-two sizes so they recycle.
+    Batch,
+    /// Merge output: exempt from the quota; sized like batch buffers up to
+    /// [`POOLED_BYTES_MAX`], exactly above (large outputs are the long-lived
+    /// bulk of the store, where rounding up would cost up to 2x).
+    Merge,
+    /// A merge output's index: exempt from the quota, sized exactly (its
+    /// size is already the load-factor choice; rounding would add up to 4
+    /// bytes per record).
+    MergeIndex,
+    /// Loading an external segment's index: quota enforced, sized exactly.
+    Load,
+    /// The key-ordered copy of a batch's data made at apply: exempt from the
+    /// quota (the batch's own buffer goes back at once, so the net is zero),
+    /// power-of-two sizes so it recycles.
+    Reorder,
+}
+
+impl Purpose {
+    fn enforces_quota(self) -> bool {
+        matches!(self, Purpose::Batch | Purpose::Load)
+    }
+
+    fn capacity<T>(self, len: usize) -> usize {
+        match self {
+            Purpose::Batch | Purpose::Reorder => capacity_class::<T>(len),
+            // Small merge outputs recycle like batch buffers (the many small
+            // merges of new segments then reuse memory instead of faulting
+            // in fresh pages); large ones, the bulk of a big store, are exact.
+            Purpose::Merge => capacity_class::<T>(len),
+            Purpose::MergeIndex | Purpose::Load => len.max(1),
+        }
+    }
 }
 
 pub(crate) struct FreeList<T> {
@@ -113,39 +148,41 @@ impl Pool {
     }
 
     /// An empty buffer with room for at least `len` elements.
-    pub fn take_data(&self, len: usize, quota: Quota) -> Result<Vec<u8>, Error> {
-        self.take::<u8>(len, quota)
+    pub fn take_data(&self, len: usize, purpose: Purpose) -> Result<Vec<u8>, Error> {
+        self.take::<u8>(len, purpose)
     }
 
     /// An empty buffer with room for at least `len` elements.
-    pub fn take_meta(&self, len: usize, quota: Quota) -> Result<Vec<u64>, Error> {
-        self.take::<u64>(len, quota)
+    pub fn take_meta(&self, len: usize, purpose: Purpose) -> Result<Vec<u64>, Error> {
+        self.take::<u64>(len, purpose)
     }
 
     /// A zeroed buffer of at least `len` elements (its whole capacity is its length).
-    pub fn take_index(&self, len: usize, quota: Quota) -> Result<Vec<u32>, Error> {
-        let capacity = capacity_class::<u32>(len);
+    pub fn take_index(&self, len: usize, purpose: Purpose) -> Result<Vec<u32>, Error> {
+        let capacity = purpose.capacity::<u32>(len);
         if let Some(mut spare) = self.take_spare::<u32>(capacity) {
             spare.clear();
             spare.resize(capacity, 0);
             return Ok(spare);
         }
-        self.charge(capacity * size_of::<u32>(), quota)?;
+        self.charge(capacity * size_of::<u32>(), purpose)?;
         // `vec!` of zeroes maps fresh zero pages for large sizes: no upfront
         // write of the whole table.
         let index = vec![0u32; capacity];
         debug_assert_eq!(index.capacity(), capacity);
+        advise_huge_pages(&index);
         Ok(index)
     }
 
-    fn take<T: Kind>(&self, len: usize, quota: Quota) -> Result<Vec<T>, Error> {
-        let capacity = capacity_class::<T>(len);
+    fn take<T: Kind>(&self, len: usize, purpose: Purpose) -> Result<Vec<T>, Error> {
+        let capacity = purpose.capacity::<T>(len);
         if let Some(spare) = self.take_spare::<T>(capacity) {
             return Ok(spare);
         }
-        self.charge(capacity * size_of::<T>(), quota)?;
+        self.charge(capacity * size_of::<T>(), purpose)?;
         let buffer = Vec::with_capacity(capacity);
         debug_assert_eq!(buffer.capacity(), capacity);
+        advise_huge_pages(&buffer);
         Ok(buffer)
     }
 
@@ -161,10 +198,10 @@ impl Pool {
         Some(spare)
     }
 
-    fn charge(&self, bytes: usize, quota: Quota) -> Result<(), Error> {
+    fn charge(&self, bytes: usize, purpose: Purpose) -> Result<(), Error> {
         let mut inner = self.inner.borrow_mut();
         let available = inner.quota_bytes.saturating_sub(inner.held_bytes);
-        if quota == Quota::Enforce && bytes > available {
+        if purpose.enforces_quota() && bytes > available {
             return Err(Error::MemoryQuota {
                 needed: bytes,
                 available,
@@ -211,6 +248,31 @@ impl Pool {
     }
 }
 
+/// Asks the kernel to back a large, not yet touched buffer with transparent
+/// huge pages: random probes into segment data, meta and indexes of hundreds
+/// of MiB otherwise pay a TLB miss and page walk on top of the cache miss.
+/// Advice only; failure (e.g. THP disabled) changes nothing.
+fn advise_huge_pages<T>(buffer: &Vec<T>) {
+    let bytes = buffer.capacity() * size_of::<T>();
+    if bytes < HUGE_PAGE_ADVICE_BYTES_MIN {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE_BYTES: usize = 4096;
+        let start = (buffer.as_ptr() as usize).next_multiple_of(PAGE_BYTES);
+        let end = (buffer.as_ptr() as usize + bytes) / PAGE_BYTES * PAGE_BYTES;
+        if end > start {
+            // SAFETY: the page-aligned range lies inside the buffer's own live
+            // allocation; MADV_HUGEPAGE changes how its pages are backed,
+            // never their contents or validity.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+}
+
 fn drain<T>(list: &mut FreeList<T>) -> usize {
     list.spares
         .drain(..)
@@ -225,12 +287,12 @@ mod tests {
     #[test]
     fn reuse_does_not_charge_twice() {
         let pool = Pool::new(1 << 20);
-        let data = pool.take_data(1000, Quota::Enforce).unwrap();
+        let data = pool.take_data(1000, Purpose::Batch).unwrap();
         assert_eq!(data.capacity(), 1024);
         assert_eq!(pool.held_bytes(), 1024);
         pool.give(data);
         assert_eq!(pool.held_bytes(), 1024);
-        let again = pool.take_data(1000, Quota::Enforce).unwrap();
+        let again = pool.take_data(1000, Purpose::Batch).unwrap();
         assert_eq!(pool.held_bytes(), 1024);
         pool.give(again);
         pool.trim();
@@ -240,28 +302,34 @@ mod tests {
     #[test]
     fn quota_refuses_and_exempt_does_not() {
         let pool = Pool::new(4096);
-        let first = pool.take_data(4096, Quota::Enforce).unwrap();
+        let first = pool.take_data(4096, Purpose::Batch).unwrap();
         assert_eq!(
-            pool.take_data(1, Quota::Enforce),
+            pool.take_data(1, Purpose::Batch),
             Err(Error::MemoryQuota {
                 needed: 64,
                 available: 0
             })
         );
-        let merge = pool.take_meta(10, Quota::Exempt).unwrap();
-        assert_eq!(pool.held_bytes(), 4096 + 64 * 8);
+        let merge = pool.take_meta(10, Purpose::Merge).unwrap();
+        let index = pool.take_index(10, Purpose::MergeIndex).unwrap();
+        assert_eq!(
+            pool.held_bytes(),
+            4096 + 64 * 8 + 10 * 4,
+            "small merge output is pooled, merge indexes are exact"
+        );
         pool.give(first);
         pool.give(merge);
+        pool.give(index);
     }
 
     #[test]
     fn index_buffers_come_back_zeroed() {
         let pool = Pool::new(1 << 20);
-        let mut index = pool.take_index(100, Quota::Enforce).unwrap();
+        let mut index = pool.take_index(100, Purpose::Batch).unwrap();
         assert_eq!(index.len(), 128);
         index.iter_mut().for_each(|slot| *slot = 7);
         pool.give(index);
-        let index = pool.take_index(100, Quota::Enforce).unwrap();
+        let index = pool.take_index(100, Purpose::Batch).unwrap();
         assert!(index.iter().all(|&slot| slot == 0));
         pool.give(index);
     }
@@ -270,7 +338,7 @@ mod tests {
     fn large_buffers_are_not_kept() {
         let pool = Pool::new(usize::MAX);
         let big = pool
-            .take_data(POOLED_BYTES_MAX + 1, Quota::Enforce)
+            .take_data(POOLED_BYTES_MAX + 1, Purpose::Batch)
             .unwrap();
         assert_eq!(big.capacity(), POOLED_BYTES_MAX + 1);
         pool.give(big);

@@ -4,13 +4,13 @@
 //! found by binary search for the range's bounds. Each step picks the
 //! smallest (largest, in reverse) key under any cursor, preferring the newest
 //! segment on ties, advances every cursor sitting on that key (older versions
-//! are shadowed) and yields the record if it is a live set. The cursors live
-//! in a fixed array of [`STACK_HEIGHT_LIMIT`] entries, so creating and
-//! stepping a range allocates nothing. Picking the head is a linear scan over
-//! the cursors: stacks are short (the merger keeps them near
-//! `stack_height_max`), where a scan beats a heap, and a one-segment stack
-//! (a fully merged store) takes a plain sequential path.
+//! are shadowed) and yields the record if it is a live set. Cursors, their
+//! cached head keys and the heap ordering them live in fixed arrays of
+//! [`STACK_HEIGHT_LIMIT`] entries, so creating and stepping a range allocates
+//! nothing. A one-segment stack (a fully merged store) skips the heap and
+//! walks its meta sequentially.
 
+use crate::heap::CursorHeap;
 use crate::segment::Segment;
 use crate::{Entry, STACK_HEIGHT_LIMIT};
 use std::cmp::Ordering;
@@ -26,6 +26,11 @@ struct Cursor {
 struct Merge<'a> {
     segments: &'a [Rc<Segment>],
     cursors: [Cursor; STACK_HEIGHT_LIMIT],
+    /// Each live cursor's head key, cached so ordering the heap never
+    /// decodes meta.
+    heads: [&'a [u8]; STACK_HEIGHT_LIMIT],
+    heap: CursorHeap,
+    reverse: bool,
     now_ms: u64,
 }
 
@@ -35,10 +40,18 @@ impl<'a> Merge<'a> {
         start: Bound<&[u8]>,
         end: Bound<&[u8]>,
         now_ms: u64,
+        reverse: bool,
     ) -> Merge<'a> {
         assert!(segments.len() <= STACK_HEIGHT_LIMIT);
-        let mut cursors = [Cursor::default(); STACK_HEIGHT_LIMIT];
-        for (cursor, segment) in cursors.iter_mut().zip(segments) {
+        let mut merge = Merge {
+            segments,
+            cursors: [Cursor::default(); STACK_HEIGHT_LIMIT],
+            heads: [&[]; STACK_HEIGHT_LIMIT],
+            heap: CursorHeap::new(),
+            reverse,
+            now_ms,
+        };
+        for (i, segment) in segments.iter().enumerate() {
             let low = match start {
                 Bound::Included(key) => segment.seek(key, true),
                 Bound::Excluded(key) => segment.seek(key, false),
@@ -50,28 +63,54 @@ impl<'a> Merge<'a> {
                 Bound::Unbounded => segment.len(),
             };
             // An inverted range is empty, not a panic.
-            *cursor = Cursor {
+            merge.cursors[i] = Cursor {
                 low: low as u32,
                 high: high.max(low) as u32,
             };
+            if segments.len() > 1 && low < high {
+                merge.heads[i] = segment.key(merge.head(i));
+                let (heads, reverse) = (&merge.heads, reverse);
+                merge.heap.push(i, |a, b| before(heads, reverse, a, b));
+            }
         }
-        Merge {
-            segments,
-            cursors,
-            now_ms,
+        merge
+    }
+
+    #[inline]
+    fn head(&self, cursor: usize) -> usize {
+        let Cursor { low, high } = self.cursors[cursor];
+        (if self.reverse { high - 1 } else { low }) as usize
+    }
+
+    /// Moves the top cursor past its head, keeping the heap ordered.
+    #[inline]
+    fn advance_top(&mut self, top: usize) {
+        let cursor = &mut self.cursors[top];
+        if self.reverse {
+            cursor.high -= 1;
+        } else {
+            cursor.low += 1;
+        }
+        let (heads, reverse) = (&mut self.heads, self.reverse);
+        if cursor.low == cursor.high {
+            self.heap.pop(|a, b| before(heads, reverse, a, b));
+        } else {
+            let head = if reverse { cursor.high - 1 } else { cursor.low };
+            heads[top] = self.segments[top].key(head as usize);
+            self.heap.sift_down(|a, b| before(heads, reverse, a, b));
         }
     }
 
-    /// The position to look at next and the segment it is in, advancing past
-    /// every version of its key.
-    fn step(&mut self, reverse: bool) -> Option<(usize, usize)> {
-        let count = self.segments.len();
-        if count == 1 {
+    /// The segment and position to look at next, advancing past every
+    /// version of its key.
+    #[inline]
+    fn step(&mut self) -> Option<(usize, usize)> {
+        if self.segments.len() == 1 {
             let cursor = &mut self.cursors[0];
             if cursor.low == cursor.high {
                 return None;
             }
-            let position = if reverse {
+            let position = if self.reverse {
                 cursor.high -= 1;
                 cursor.high
             } else {
@@ -80,56 +119,40 @@ impl<'a> Merge<'a> {
             };
             return Some((0, position as usize));
         }
-        let mut best: Option<(usize, &'a [u8])> = None;
-        for (i, cursor) in self.cursors[..count].iter().enumerate() {
-            if cursor.low == cursor.high {
-                continue;
+        let winner = self.heap.peek()?;
+        let key = self.heads[winner];
+        let position = self.head(winner);
+        self.advance_top(winner);
+        // Older versions of the same key sit right below in heap order.
+        while let Some(top) = self.heap.peek() {
+            if self.heads[top] != key {
+                break;
             }
-            let head = if reverse { cursor.high - 1 } else { cursor.low };
-            let key = self.segments[i].key(head as usize);
-            let better = match best {
-                None => true,
-                // `>=`/`<=`: a later (newer) segment wins ties.
-                Some((_, best_key)) => {
-                    let order = key.cmp(best_key);
-                    order == Ordering::Equal || (order == Ordering::Less) != reverse
-                }
-            };
-            if better {
-                best = Some((i, key));
-            }
+            self.advance_top(top);
         }
-        let (winner, key) = best?;
-        let position = if reverse {
-            self.cursors[winner].high - 1
-        } else {
-            self.cursors[winner].low
-        };
-        for (i, cursor) in self.cursors[..count].iter_mut().enumerate() {
-            if cursor.low == cursor.high {
-                continue;
-            }
-            let head = if reverse { cursor.high - 1 } else { cursor.low };
-            if self.segments[i].key(head as usize) == key {
-                if reverse {
-                    cursor.high -= 1;
-                } else {
-                    cursor.low += 1;
-                }
-            }
-        }
-        Some((winner, position as usize))
+        Some((winner, position))
     }
 
     #[inline]
-    fn next_live(&mut self, reverse: bool) -> Option<Entry<'a>> {
+    fn next_live(&mut self) -> Option<Entry<'a>> {
         loop {
-            let (segment, position) = self.step(reverse)?;
+            let (segment, position) = self.step()?;
             let segments: &'a [Rc<Segment>] = self.segments;
             if let Some(entry) = segments[segment].live_entry(position, self.now_ms) {
                 return Some(entry);
             }
         }
+    }
+}
+
+/// Heap order: smaller head key first (larger in reverse); on equal keys the
+/// newer segment (higher number) first, so it shadows the older ones.
+#[inline]
+fn before(heads: &[&[u8]], reverse: bool, a: usize, b: usize) -> bool {
+    match heads[a].cmp(heads[b]) {
+        Ordering::Equal => a > b,
+        Ordering::Less => !reverse,
+        Ordering::Greater => reverse,
     }
 }
 
@@ -151,7 +174,7 @@ impl<'a> Range<'a> {
         now_ms: u64,
     ) -> Range<'a> {
         Range {
-            merge: Merge::new(segments, start, end, now_ms),
+            merge: Merge::new(segments, start, end, now_ms, false),
         }
     }
 }
@@ -164,7 +187,7 @@ impl<'a> RangeRev<'a> {
         now_ms: u64,
     ) -> RangeRev<'a> {
         RangeRev {
-            merge: Merge::new(segments, start, end, now_ms),
+            merge: Merge::new(segments, start, end, now_ms, true),
         }
     }
 }
@@ -174,7 +197,7 @@ impl<'a> Iterator for Range<'a> {
 
     #[inline]
     fn next(&mut self) -> Option<Entry<'a>> {
-        self.merge.next_live(false)
+        self.merge.next_live()
     }
 }
 
@@ -183,6 +206,6 @@ impl<'a> Iterator for RangeRev<'a> {
 
     #[inline]
     fn next(&mut self) -> Option<Entry<'a>> {
-        self.merge.next_live(true)
+        self.merge.next_live()
     }
 }

@@ -12,7 +12,7 @@
 //! write the two buffers out and map them back without any translation.
 
 use crate::index::{hash_key, slots_for, HashIndex, SEGMENT_RECORDS_MAX};
-use crate::pool::{Pool, Quota};
+use crate::pool::{Pool, Purpose};
 use crate::record::{is_expired, Meta, Op, META_WORDS};
 use crate::{Entry, Error};
 use std::cmp::Ordering;
@@ -119,7 +119,7 @@ impl Segment {
             previous = Some(key);
             key_value_bytes += meta.key_len + meta.value_len;
         }
-        let slots = pool.take_index(slots_for(records), Quota::Enforce)?;
+        let slots = pool.take_index(slots_for(records), Purpose::Load)?;
         let mut index = HashIndex::new(slots, records);
         for position in 0..records {
             let at = position * META_WORDS;
@@ -201,6 +201,12 @@ impl Segment {
             Op::Delete => Found::Delete,
             Op::Superseded => unreachable!("superseded ops never reach a segment"),
         })
+    }
+
+    /// Starts loading the index slot a lookup of `hash` begins at.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        self.index.prefetch(hash);
     }
 
     /// First position whose key is `>= key` (or `> key` when `inclusive` is false).

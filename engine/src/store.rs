@@ -3,7 +3,7 @@
 use crate::batch::Batch;
 use crate::index::{hash_key, HashIndex};
 use crate::merge::{choose_run, drops_as_expired, MergeJob};
-use crate::pool::{Pool, Quota};
+use crate::pool::{Pool, Purpose};
 use crate::range::{Range, RangeRev};
 use crate::record::{Meta, Op, META_WORDS};
 use crate::segment::{ExternalBytes, Found, Segment};
@@ -12,6 +12,9 @@ use crate::{Entry, Error, StoreConfig, STACK_HEIGHT_LIMIT};
 use std::ops::RangeBounds;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
+
+/// Keys of a batch looked up in the stack together (see `apply`).
+const LOOKUP_GROUP: usize = 16;
 
 /// What one [`Store::merge_step`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,8 +101,8 @@ impl Store {
             });
         }
         // Taken one at a time: on failure the ones already taken go back.
-        let data = self.pool.take_data(bytes, Quota::Enforce)?;
-        let meta = match self.pool.take_meta(ops * META_WORDS, Quota::Enforce) {
+        let data = self.pool.take_data(bytes, Purpose::Batch)?;
+        let meta = match self.pool.take_meta(ops * META_WORDS, Purpose::Batch) {
             Ok(meta) => meta,
             Err(error) => {
                 self.pool.give(data);
@@ -108,7 +111,7 @@ impl Store {
         };
         let table = match self
             .pool
-            .take_index((ops * 2).next_power_of_two(), Quota::Enforce)
+            .take_index((ops * 2).next_power_of_two(), Purpose::Batch)
         {
             Ok(table) => table,
             Err(error) => {
@@ -145,23 +148,47 @@ impl Store {
         // exact, and it needs no scratch buffer.
         pairs.sort_unstable_by(|a, b| Meta::unpack(*a).key(&data).cmp(Meta::unpack(*b).key(&data)));
         let records = pairs.len();
+        // Lay the bytes out in key order too (dropping superseded ops'
+        // bytes): ordered scans and merges of this segment then read `data`
+        // sequentially instead of missing the cache on every record.
+        let mut sorted = self
+            .pool
+            .take_data(data.len(), Purpose::Reorder)
+            .expect("exempt from quota");
+        for pair in pairs.iter_mut() {
+            let meta = Meta::unpack(*pair);
+            let offset = sorted.len();
+            sorted.extend_from_slice(&data[meta.offset..meta.offset + meta.len()]);
+            *pair = Meta { offset, ..meta }.pack();
+        }
+        self.pool.give(data);
+        let data = sorted;
         let mut table = table;
         table.fill(0);
         let mut index = HashIndex::new(table, records);
         let mut live_delta: isize = 0;
         let mut key_value_bytes = 0;
-        for (position, pair) in pairs.iter().enumerate() {
-            let meta = Meta::unpack(*pair);
-            let key = meta.key(&data);
-            let hash = hash_key(key);
-            index.insert(hash, position);
-            key_value_bytes += meta.key_len + meta.value_len;
-            let was_live = self.newest_is_live(key, hash);
-            live_delta += match (meta.op, was_live) {
-                (Op::Set, false) => 1,
-                (Op::Delete, true) => -1,
-                _ => 0,
-            };
+        let mut hashes = [0u64; LOOKUP_GROUP];
+        for (group, chunk) in pairs.chunks(LOOKUP_GROUP).enumerate() {
+            // Hash a group of keys and prefetch their index slots in every
+            // segment first, so the group's stack lookups overlap their misses.
+            for (hash, pair) in hashes.iter_mut().zip(chunk) {
+                *hash = hash_key(Meta::unpack(*pair).key(&data));
+                for segment in self.stack.iter() {
+                    segment.prefetch(*hash);
+                }
+            }
+            for (offset, (pair, &hash)) in chunk.iter().zip(&hashes).enumerate() {
+                let meta = Meta::unpack(*pair);
+                index.insert(hash, group * LOOKUP_GROUP + offset);
+                key_value_bytes += meta.key_len + meta.value_len;
+                let was_live = self.newest_is_live(meta.key(&data), hash);
+                live_delta += match (meta.op, was_live) {
+                    (Op::Set, false) => 1,
+                    (Op::Delete, true) => -1,
+                    _ => 0,
+                };
+            }
         }
         let segment = Segment::from_pooled(data, meta, index, key_value_bytes, self.pool.clone());
         self.stack_mut().push(Rc::new(segment));

@@ -1,0 +1,151 @@
+//! The engine against its targets: point gets (with a `HashMap` baseline in
+//! the same run), applying 1,000-op batches, full ordered scans, and memory
+//! overhead per record. Figures and commands: BENCHMARKS.md.
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tessera_engine::Store;
+
+#[path = "engine_common/mod.rs"]
+mod common;
+use common::*;
+
+fn loaded_hash_map(n: usize) -> HashMap<Box<[u8]>, Box<[u8]>> {
+    let mut map = HashMap::with_capacity(n);
+    for i in 0..n as u64 {
+        map.insert(Box::from(&key(i)[..]), Box::from(&value(i)[..]));
+    }
+    map
+}
+
+fn point_get(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine_get_present");
+    for n in [scaled(1_000_000), scaled(10_000_000)] {
+        let store = loaded_store(n);
+        let stats = store.stats();
+        let overhead = stats.memory_used_bytes as f64 - stats.key_value_bytes as f64;
+        eprintln!(
+            "memory at {n} records: {} bytes held, {} key+value bytes, overhead {:.1} bytes/record \
+             (Redis 7: ~78 bytes/record for the same 16-byte key, 32-byte value)",
+            stats.memory_used_bytes,
+            stats.key_value_bytes,
+            overhead / stats.records_held as f64
+        );
+        let keys = shuffled_keys(n);
+        let mut at = 0;
+        group.bench_function(BenchmarkId::new("tessera", n), |b| {
+            b.iter(|| {
+                at = if at + 1 == keys.len() { 0 } else { at + 1 };
+                black_box(store.get(black_box(&keys[at])));
+            })
+        });
+        drop(store);
+        let map = loaded_hash_map(n);
+        group.bench_function(BenchmarkId::new("std_hashmap", n), |b| {
+            b.iter(|| {
+                at = if at + 1 == keys.len() { 0 } else { at + 1 };
+                black_box(map.get(black_box(&keys[at][..])));
+            })
+        });
+    }
+    group.finish();
+}
+
+const BATCH_OPS: usize = 1000;
+
+/// Builds and applies 1,000-op batches of fresh random keys into `store`.
+/// `merge` also runs the merger to idle after each batch (the sustained
+/// cost); without it the store is cleared, untimed, whenever the stack gets
+/// tall. Either way the store is cleared, untimed, at 2M keys.
+fn apply_batches(store: &mut Store, next: &mut u64, iterations: u64, merge: bool) -> Duration {
+    let mut elapsed = Duration::ZERO;
+    for _ in 0..iterations {
+        let start = Instant::now();
+        let mut batch = store
+            .new_batch(BATCH_OPS, BATCH_OPS * (KEY_LEN + VALUE_LEN))
+            .unwrap();
+        for _ in 0..BATCH_OPS {
+            batch.set(&key(*next), &value(*next)).unwrap();
+            *next += 1;
+        }
+        store.apply(batch).unwrap();
+        if merge {
+            while store.merge_needed() {
+                store.merge_step(Duration::from_micros(200));
+            }
+        }
+        elapsed += start.elapsed();
+        if (!merge && store.stats().height >= 8) || store.len() >= 2_000_000 {
+            store.clear();
+        }
+    }
+    elapsed
+}
+
+fn apply_batch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine_apply_batch_1000");
+    group.throughput(Throughput::Elements(BATCH_OPS as u64));
+    let mut store = Store::new(bench_config()).unwrap();
+    let mut next = 0;
+    group.bench_function("tessera", |b| {
+        b.iter_custom(|iterations| apply_batches(&mut store, &mut next, iterations, false))
+    });
+    store.clear();
+    group.bench_function("tessera_with_merges", |b| {
+        b.iter_custom(|iterations| apply_batches(&mut store, &mut next, iterations, true))
+    });
+    group.finish();
+}
+
+fn full_scan(c: &mut Criterion) {
+    let n = scaled(1_000_000);
+    let mut group = c.benchmark_group("engine_full_scan");
+    group.throughput(Throughput::Bytes((n * (KEY_LEN + VALUE_LEN)) as u64));
+    group.sample_size(20);
+    let merged = loaded_store(n);
+    group.bench_function(BenchmarkId::new("tessera_merged", n), |b| {
+        b.iter(|| {
+            let snapshot = merged.snapshot();
+            let mut bytes = 0;
+            for entry in snapshot.range(..) {
+                bytes += entry.key.len() + entry.value.len();
+            }
+            assert_eq!(bytes, n * (KEY_LEN + VALUE_LEN));
+        })
+    });
+    drop(merged);
+    // The same keys spread over a stack of 8 unmerged segments.
+    let mut stacked = Store::new(bench_config()).unwrap();
+    let per_segment = n.div_ceil(8);
+    for segment in 0..8 {
+        let first = segment * per_segment;
+        let last = ((segment + 1) * per_segment).min(n);
+        let mut batch = stacked
+            .new_batch(per_segment, per_segment * (KEY_LEN + VALUE_LEN))
+            .unwrap();
+        for i in first..last {
+            batch.set(&key(i as u64), &value(i as u64)).unwrap();
+        }
+        stacked.apply(batch).unwrap();
+    }
+    group.bench_function(BenchmarkId::new("tessera_8_segments", n), |b| {
+        b.iter(|| {
+            let mut bytes = 0;
+            for entry in stacked.range(..) {
+                bytes += entry.key.len() + entry.value.len();
+            }
+            assert_eq!(bytes, n * (KEY_LEN + VALUE_LEN));
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = point_get, apply_batch, full_scan
+}
+criterion_main!(benches);

@@ -1,0 +1,93 @@
+//! Shared workload for the engine benchmarks: 16-byte random keys, 32-byte
+//! values, loaded the way a server would (batches plus merge steps).
+//!
+//! Included with `#[path]` by each bench target (benches are separate crates;
+//! a subdirectory keeps cargo from taking this file for a bench of its own).
+
+use std::time::Duration;
+use tessera_engine::{Store, StoreConfig};
+
+pub const KEY_LEN: usize = 16;
+pub const VALUE_LEN: usize = 32;
+pub const LOAD_BATCH_OPS: usize = 50_000;
+
+/// True under `cargo bench`; false when `cargo test --all-targets` runs the
+/// bench binaries as smoke tests, where workloads shrink to stay fast.
+pub fn benchmarking() -> bool {
+    std::env::args().any(|arg| arg == "--bench")
+}
+
+/// `n`, or a small stand-in when only smoke-testing.
+pub fn scaled(n: usize) -> usize {
+    if benchmarking() {
+        n
+    } else {
+        n.min(10_000)
+    }
+}
+
+/// splitmix64: deterministic, well-spread keys without a dependency.
+pub fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+pub fn key(i: u64) -> [u8; KEY_LEN] {
+    let mut key = [0u8; KEY_LEN];
+    key[..8].copy_from_slice(&mix(i).to_le_bytes());
+    key[8..].copy_from_slice(&mix(i ^ 0xABCD).to_le_bytes());
+    key
+}
+
+pub fn value(i: u64) -> [u8; VALUE_LEN] {
+    let mut value = [0u8; VALUE_LEN];
+    for (chunk, salt) in value.chunks_exact_mut(8).zip(1u64..) {
+        chunk.copy_from_slice(&mix(i.wrapping_mul(salt)).to_le_bytes());
+    }
+    value
+}
+
+/// Keys `0..n` in a random order, for lookups that defeat the prefetcher.
+pub fn shuffled_keys(n: usize) -> Vec<[u8; KEY_LEN]> {
+    let mut order: Vec<u64> = (0..n as u64).collect();
+    for i in (1..order.len()).rev() {
+        let j = (mix(i as u64 ^ 0x5EED) % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order.into_iter().map(key).collect()
+}
+
+pub fn bench_config() -> StoreConfig {
+    StoreConfig {
+        memory_quota_bytes: 8 << 30,
+        batch_ops_max: 1 << 20,
+        batch_bytes_max: 64 << 20,
+        stack_height_max: 8,
+        merge_step_budget: Duration::from_micros(200),
+    }
+}
+
+/// A store holding keys `0..n`, loaded in batches with the merger driven
+/// between them, then fully merged (the state a long-running store settles in).
+pub fn loaded_store(n: usize) -> Store {
+    let mut store = Store::new(bench_config()).unwrap();
+    let mut next = 0u64;
+    while (next as usize) < n {
+        let ops = LOAD_BATCH_OPS.min(n - next as usize);
+        let mut batch = store.new_batch(ops, ops * (KEY_LEN + VALUE_LEN)).unwrap();
+        for _ in 0..ops {
+            batch.set(&key(next), &value(next)).unwrap();
+            next += 1;
+        }
+        store.apply(batch).unwrap();
+        while store.merge_needed() {
+            store.merge_step(Duration::from_secs(1));
+        }
+    }
+    store.compact();
+    store.trim();
+    assert_eq!(store.len(), n);
+    store
+}
