@@ -48,15 +48,24 @@ fn async_mode_persists_on_flush_and_clear_is_durable() {
         durable.clear().await.unwrap();
         let batch = sets(&mut durable, &[(b"after-clear", b"v")]);
         durable.commit(batch).await.unwrap();
-        durable.flush().await.unwrap();
-        drop(durable);
+        // A clean shutdown persists what was applied.
+        let batch = sets(&mut durable, &[(b"at-shutdown", b"v")]);
+        durable.commit(batch).await.unwrap();
+        assert_eq!(
+            durable.flush_interval(),
+            Some(std::time::Duration::from_secs(10))
+        );
+        durable.close().await.unwrap();
 
         let (durable, _) = DurableStore::open(&data_dir, 0, config, store_config())
             .await
             .unwrap();
         assert_eq!(
             dump(&durable),
-            vec![(b"after-clear".to_vec(), b"v".to_vec())]
+            vec![
+                (b"after-clear".to_vec(), b"v".to_vec()),
+                (b"at-shutdown".to_vec(), b"v".to_vec())
+            ]
         );
     });
 }

@@ -286,6 +286,25 @@ impl<L: FileLayer> DurableStore<L> {
         self.persist_pending().await
     }
 
+    /// How often async mode wants [`DurableStore::flush`] called (the
+    /// server's timer); `None` in sync mode.
+    pub fn flush_interval(&self) -> Option<Duration> {
+        match self.config.durability {
+            Durability::Sync => None,
+            Durability::Async { flush_interval_ms } => {
+                Some(Duration::from_millis(flush_interval_ms))
+            }
+        }
+    }
+
+    /// Clean shutdown: persists everything applied, then closes the file.
+    /// Dropping without `close` in async mode loses what was not flushed,
+    /// exactly as a crash would.
+    pub async fn close(mut self) -> Result<(), PersistError> {
+        self.persist_pending().await?;
+        self.log.close().await
+    }
+
     /// Bounded background work: flush what is due, advance the merger, and
     /// compact the file when it has grown too much (see module docs).
     pub async fn maintenance_step(&mut self, budget: Duration) -> Result<(), PersistError> {

@@ -260,6 +260,17 @@ impl<L: FileLayer> SegmentLog<L> {
         self.last_seq
     }
 
+    /// Closes the live file (everything in it is already durable).
+    pub async fn close(mut self) -> Result<(), PersistError> {
+        match self.file.take() {
+            Some(file) => file
+                .close()
+                .await
+                .map_err(|e| PersistError::io("close", &self.path, e)),
+            None => Ok(()),
+        }
+    }
+
     /// Number of commits (segments) in the live file.
     pub fn commits(&self) -> u64 {
         self.commit_index
