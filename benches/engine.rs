@@ -54,6 +54,11 @@ fn point_get(c: &mut Criterion) {
 
 const BATCH_OPS: usize = 1000;
 
+thread_local! {
+    /// Every `merge_step` duration seen while applying batches, in ns.
+    static MERGE_STEPS_NS: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Builds and applies 1,000-op batches of fresh random keys into `store`.
 /// `merge` also runs the merger to idle after each batch (the sustained
 /// cost); without it the store is cleared, untimed, whenever the stack gets
@@ -72,7 +77,10 @@ fn apply_batches(store: &mut Store, next: &mut u64, iterations: u64, merge: bool
         store.apply(batch).unwrap();
         if merge {
             while store.merge_needed() {
+                let step = Instant::now();
                 store.merge_step(Duration::from_micros(200));
+                let step = step.elapsed();
+                MERGE_STEPS_NS.with(|steps| steps.borrow_mut().push(step.as_nanos() as u64));
             }
         }
         elapsed += start.elapsed();
@@ -96,6 +104,22 @@ fn apply_batch(c: &mut Criterion) {
         b.iter_custom(|iterations| apply_batches(&mut store, &mut next, iterations, true))
     });
     group.finish();
+    MERGE_STEPS_NS.with(|steps| {
+        let mut steps = steps.borrow_mut();
+        steps.sort_unstable();
+        if let Some(&max) = steps.last() {
+            let at = |q: f64| steps[((steps.len() - 1) as f64 * q) as usize] / 1000;
+            eprintln!(
+                "merge_step durations (budget 200 us) over {} steps: p50 {} us, p99 {} us, \
+                 p99.9 {} us, max {} us",
+                steps.len(),
+                at(0.5),
+                at(0.99),
+                at(0.999),
+                max / 1000
+            );
+        }
+    });
 }
 
 fn full_scan(c: &mut Criterion) {

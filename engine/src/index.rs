@@ -78,6 +78,10 @@ impl HashIndex {
         ((hash >> 32) as u32) >> self.pos_bits
     }
 
+    pub fn slots(&self) -> &Vec<u32> {
+        &self.slots
+    }
+
     /// Records `position` under `hash`. Positions are unique per segment.
     pub fn insert(&mut self, hash: u64, position: usize) {
         debug_assert!(position < (1 << self.pos_bits) - 1);

@@ -38,7 +38,23 @@
 //! A store is single-threaded by design: it, its batches and snapshots hold
 //! `Rc`s and are neither `Send` nor `Sync`. Run one store per core (a
 //! thread-per-core server) and route each key to its core by hash; see the
-//! README section "Embedding the engine".
+//! README section "Embedding the engine". The compiler holds you to it:
+//!
+//! ```compile_fail
+//! fn send<T: Send>(_: T) {}
+//! send(tessera_engine::Store::new(Default::default()).unwrap());
+//! ```
+//!
+//! ```compile_fail
+//! fn send<T: Send>(_: T) {}
+//! let mut store = tessera_engine::Store::new(Default::default()).unwrap();
+//! send(store.new_batch(1, 1).unwrap());
+//! ```
+//!
+//! ```compile_fail
+//! fn send<T: Send>(_: T) {}
+//! send(tessera_engine::Store::new(Default::default()).unwrap().snapshot());
+//! ```
 //!
 //! # Costs worth knowing
 //!

@@ -23,12 +23,12 @@
 
 use crate::heap::CursorHeap;
 use crate::index::{hash_key, slots_for, HashIndex};
-use crate::pool::{Pool, Purpose};
+use crate::pool::{advise_huge_pages, Pool, Purpose};
 use crate::record::{is_expired, Meta, Op, META_WORDS};
 use crate::segment::Segment;
 use std::ops::Range;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A merge takes in an older segment while it is at most this many times the
 /// size of the newer segments gathered so far.
@@ -59,9 +59,24 @@ struct PendingCopy {
 }
 
 enum Phase {
+    /// Touching every page of the output buffers before writing them.
+    Faulting {
+        data_next: usize,
+        meta_next: usize,
+    },
     Merging,
-    Indexing { index: HashIndex, next: usize },
-    Done { index: HashIndex },
+    /// Zeroing (and so faulting in) the output index in chunks.
+    ZeroingIndex {
+        slots: Vec<u32>,
+        len: usize,
+    },
+    Indexing {
+        index: HashIndex,
+        next: usize,
+    },
+    Done {
+        index: HashIndex,
+    },
 }
 
 pub(crate) struct MergeJob {
@@ -86,11 +101,22 @@ pub(crate) struct MergeJob {
     /// Of those, keys that a batch applied during the merge wrote again: the
     /// batch accounted for them in `len`, so the drop must not.
     pub expired_redecided: usize,
+    eager_huge_pages: bool,
     pool: Rc<Pool>,
 }
 
 impl MergeJob {
-    pub fn new(stack: &[Rc<Segment>], run: Range<usize>, now_ms: u64, pool: Rc<Pool>) -> MergeJob {
+    /// `eager_huge_pages`: advise the output onto huge pages before writing
+    /// it (only for merges without a time budget: the faults may stall);
+    /// otherwise it is advised when done, for the kernel to collapse in the
+    /// background.
+    pub fn new(
+        stack: &[Rc<Segment>],
+        run: Range<usize>,
+        now_ms: u64,
+        pool: Rc<Pool>,
+        eager_huge_pages: bool,
+    ) -> MergeJob {
         assert!(!run.is_empty() && run.end <= stack.len());
         let inputs = stack[run.clone()].to_vec();
         let data_len: usize = inputs.iter().map(|segment| segment.data_len()).sum();
@@ -101,6 +127,10 @@ impl MergeJob {
         let out_meta = pool
             .take_meta(records * META_WORDS, Purpose::Merge)
             .expect("exempt from quota");
+        if eager_huge_pages {
+            advise_huge_pages(&out_data);
+            advise_huge_pages(&out_meta);
+        }
         let cursors = vec![0; inputs.len()];
         let mut heap = CursorHeap::new();
         for (i, input) in inputs.iter().enumerate() {
@@ -120,9 +150,13 @@ impl MergeJob {
             out_meta,
             key_value_bytes: 0,
             copy: None,
-            phase: Phase::Merging,
+            phase: Phase::Faulting {
+                data_next: 0,
+                meta_next: 0,
+            },
             expired_dropped: 0,
             expired_redecided: 0,
+            eager_huge_pages,
             pool,
         }
     }
@@ -135,19 +169,60 @@ impl MergeJob {
         &self.inputs
     }
 
-    /// Works until done or `deadline`; true when the output is ready.
-    pub fn step(&mut self, deadline: Instant) -> bool {
+    /// Works until done or until `budget` from `start` is spent; true when
+    /// the output is ready.
+    pub fn step(&mut self, start: Instant, budget: Duration) -> bool {
+        let deadline = start + budget;
+        // A first touch of a fresh page can cost a whole huge page of zeroing
+        // (~100 us), so faults start only in the first half of the budget.
+        let fault_deadline = start + budget / 2;
         loop {
             match &mut self.phase {
+                Phase::Faulting {
+                    data_next,
+                    meta_next,
+                } => {
+                    let data = self.out_data.spare_capacity_mut();
+                    if !touch_pages(data, data_next, fault_deadline) {
+                        return false;
+                    }
+                    let meta = self.out_meta.spare_capacity_mut();
+                    if !touch_pages(meta, meta_next, fault_deadline) {
+                        return false;
+                    }
+                    self.phase = Phase::Merging;
+                }
                 Phase::Merging => {
                     if !self.merge_until(deadline) {
                         return false;
                     }
                     let records = self.out_meta.len() / META_WORDS;
+                    let len = slots_for(records);
                     let slots = self
                         .pool
-                        .take_index(slots_for(records), Purpose::MergeIndex)
+                        .take_index_unzeroed(len, Purpose::MergeIndex)
                         .expect("exempt from quota");
+                    if self.eager_huge_pages {
+                        advise_huge_pages(&slots);
+                    }
+                    self.phase = Phase::ZeroingIndex { slots, len };
+                }
+                Phase::ZeroingIndex { slots, len } => {
+                    // Zeroing in chunks also faults the table in outside of
+                    // the random-order inserts that follow.
+                    while slots.len() < *len {
+                        if Instant::now() >= fault_deadline {
+                            return false;
+                        }
+                        let end = (slots.len() + ZERO_CHUNK_SLOTS).min(*len);
+                        slots.resize(end, 0);
+                    }
+                    let Phase::ZeroingIndex { slots, .. } =
+                        std::mem::replace(&mut self.phase, Phase::Merging)
+                    else {
+                        unreachable!()
+                    };
+                    let records = self.out_meta.len() / META_WORDS;
                     self.phase = Phase::Indexing {
                         index: HashIndex::new(slots, records),
                         next: 0,
@@ -156,7 +231,7 @@ impl MergeJob {
                 Phase::Indexing { index, next } => {
                     let records = self.out_meta.len() / META_WORDS;
                     while *next < records {
-                        let end = (*next + RECORDS_PER_CLOCK_CHECK * 8).min(records);
+                        let end = (*next + RECORDS_PER_CLOCK_CHECK * 2).min(records);
                         for position in *next..end {
                             let at = position * META_WORDS;
                             let meta = Meta::unpack([self.out_meta[at], self.out_meta[at + 1]]);
@@ -186,6 +261,11 @@ impl MergeJob {
         };
         let data = std::mem::take(&mut self.out_data);
         let meta = std::mem::take(&mut self.out_meta);
+        if !self.eager_huge_pages {
+            advise_huge_pages(&data);
+            advise_huge_pages(&meta);
+            advise_huge_pages(index.slots());
+        }
         if meta.is_empty() {
             self.pool.give(data);
             self.pool.give(meta);
@@ -294,10 +374,42 @@ impl Drop for MergeJob {
         self.pool.give(std::mem::take(&mut self.out_data));
         self.pool.give(std::mem::take(&mut self.out_meta));
         let phase = std::mem::replace(&mut self.phase, Phase::Merging);
+        if let Phase::ZeroingIndex { slots, .. } = phase {
+            self.pool.give(slots);
+            return;
+        }
         if let Phase::Indexing { index, .. } | Phase::Done { index } = phase {
             self.pool.give(index.into_slots());
         }
     }
+}
+
+/// Index slots zeroed between two looks at the clock (16 KiB).
+const ZERO_CHUNK_SLOTS: usize = 4096;
+
+/// Bytes between two touches when faulting pages in.
+const PAGE_BYTES: usize = 4096;
+
+/// Writes one element per page of `buffer` from `*next` on, so the page
+/// faults happen here, in steps that can stop between them, rather than in
+/// the middle of a merge or index step. False if `deadline` came first.
+pub(crate) fn touch_pages<T: Default + Copy>(
+    buffer: &mut [std::mem::MaybeUninit<T>],
+    next: &mut usize,
+    deadline: Instant,
+) -> bool {
+    let stride = (PAGE_BYTES / std::mem::size_of::<T>()).max(1);
+    while *next < buffer.len() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        let slot = buffer[*next].as_mut_ptr();
+        // SAFETY: `slot` points at an element of `buffer`, which we borrow
+        // mutably; the write is volatile only so it cannot be optimised out.
+        unsafe { std::ptr::write_volatile(slot, T::default()) };
+        *next += stride;
+    }
+    true
 }
 
 /// Heap order: smallest head key first; the newest input first on ties.

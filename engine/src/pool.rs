@@ -55,6 +55,13 @@ pub(crate) enum Purpose {
 }
 
 impl Purpose {
+    /// Merge buffers are advised by the merge itself: a huge page fault can
+    /// stall for milliseconds (zeroing 2 MiB, or compacting memory to find
+    /// it), which a budgeted merge step cannot afford mid-write.
+    fn advises_huge_pages(self) -> bool {
+        !matches!(self, Purpose::Merge | Purpose::MergeIndex)
+    }
+
     fn enforces_quota(self) -> bool {
         matches!(self, Purpose::Batch | Purpose::Load)
     }
@@ -170,8 +177,16 @@ impl Pool {
         // write of the whole table.
         let index = vec![0u32; capacity];
         debug_assert_eq!(index.capacity(), capacity);
-        advise_huge_pages(&index);
+        if purpose.advises_huge_pages() {
+            advise_huge_pages(&index);
+        }
         Ok(index)
+    }
+
+    /// An empty index buffer with room for at least `len` slots, not zeroed:
+    /// the caller zeroes it in bounded chunks.
+    pub fn take_index_unzeroed(&self, len: usize, purpose: Purpose) -> Result<Vec<u32>, Error> {
+        self.take::<u32>(len, purpose)
     }
 
     fn take<T: Kind>(&self, len: usize, purpose: Purpose) -> Result<Vec<T>, Error> {
@@ -182,7 +197,9 @@ impl Pool {
         self.charge(capacity * size_of::<T>(), purpose)?;
         let buffer = Vec::with_capacity(capacity);
         debug_assert_eq!(buffer.capacity(), capacity);
-        advise_huge_pages(&buffer);
+        if purpose.advises_huge_pages() {
+            advise_huge_pages(&buffer);
+        }
         Ok(buffer)
     }
 
@@ -252,7 +269,7 @@ impl Pool {
 /// huge pages: random probes into segment data, meta and indexes of hundreds
 /// of MiB otherwise pay a TLB miss and page walk on top of the cache miss.
 /// Advice only; failure (e.g. THP disabled) changes nothing.
-fn advise_huge_pages<T>(buffer: &Vec<T>) {
+pub(crate) fn advise_huge_pages<T>(buffer: &Vec<T>) {
     let bytes = buffer.capacity() * size_of::<T>();
     if bytes < HUGE_PAGE_ADVICE_BYTES_MIN {
         return;
@@ -271,6 +288,29 @@ fn advise_huge_pages<T>(buffer: &Vec<T>) {
             }
         }
     }
+}
+
+/// Gives the physical pages under `[address, address + bytes)` back to the
+/// kernel ahead of freeing a large buffer, so the free itself is cheap: the
+/// merger spreads that work over its steps instead of paying it at once.
+pub(crate) fn release_pages(address: usize, bytes: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE_BYTES: usize = 4096;
+        let start = address.next_multiple_of(PAGE_BYTES);
+        let end = (address + bytes) / PAGE_BYTES * PAGE_BYTES;
+        if end > start {
+            // SAFETY: callers pass a range inside a buffer they own and are
+            // about to free; nobody reads it again (after MADV_DONTNEED the
+            // pages would read as zeroes, still valid for the plain integer
+            // element types pools hold).
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (address, bytes);
 }
 
 fn drain<T>(list: &mut FreeList<T>) -> usize {

@@ -12,7 +12,7 @@
 //! write the two buffers out and map them back without any translation.
 
 use crate::index::{hash_key, slots_for, HashIndex, SEGMENT_RECORDS_MAX};
-use crate::pool::{Pool, Purpose};
+use crate::pool::{release_pages, Pool, Purpose, POOLED_BYTES_MAX};
 use crate::record::{is_expired, Meta, Op, META_WORDS};
 use crate::{Entry, Error};
 use std::cmp::Ordering;
@@ -39,6 +39,22 @@ impl<T: bytemuck::Pod> Storage<T> {
     }
 }
 
+/// Address and size of a pooled buffer too large to be kept for reuse.
+fn large_region<T>(storage: &Storage<T>) -> (usize, usize) {
+    match storage {
+        Storage::Pooled(buffer) => large_vec_region(buffer),
+        Storage::External(_) => (0, 0),
+    }
+}
+
+fn large_vec_region<T>(buffer: &Vec<T>) -> (usize, usize) {
+    let bytes = buffer.capacity() * std::mem::size_of::<T>();
+    if bytes <= POOLED_BYTES_MAX {
+        return (0, 0);
+    }
+    (buffer.as_ptr() as usize, bytes)
+}
+
 /// What one lookup in one segment found.
 pub(crate) enum Found<'a> {
     Set {
@@ -55,6 +71,8 @@ pub(crate) struct Segment {
     index: HashIndex,
     records: usize,
     key_value_bytes: usize,
+    /// Bytes of large buffers already given back by `release_pages`.
+    released_bytes: usize,
     pool: Rc<Pool>,
 }
 
@@ -77,6 +95,7 @@ impl Segment {
             index,
             records,
             key_value_bytes,
+            released_bytes: 0,
             pool,
         };
         debug_assert!(segment.is_sorted());
@@ -132,6 +151,7 @@ impl Segment {
             index,
             records,
             key_value_bytes,
+            released_bytes: 0,
             pool,
         })
     }
@@ -207,6 +227,29 @@ impl Segment {
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         self.index.prefetch(hash);
+    }
+
+    /// Gives back up to `chunk_bytes` more of the physical pages of this
+    /// (retired, unshared) segment's large buffers; true once all are. Small
+    /// buffers return to the pool on drop and are left alone.
+    pub fn release_pages(&mut self, chunk_bytes: usize) -> bool {
+        let regions = [
+            large_region(&self.data),
+            large_region(&self.meta),
+            large_vec_region(self.index.slots()),
+        ];
+        let mut skip = self.released_bytes;
+        for (address, bytes) in regions {
+            if skip >= bytes {
+                skip -= bytes;
+                continue;
+            }
+            let len = (bytes - skip).min(chunk_bytes);
+            release_pages(address + skip, len);
+            self.released_bytes += len;
+            return false;
+        }
+        true
     }
 
     /// First position whose key is `>= key` (or `> key` when `inclusive` is false).

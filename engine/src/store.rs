@@ -13,6 +13,9 @@ use std::ops::RangeBounds;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
+/// Bytes of retired segments' pages released between two looks at the clock.
+const RELEASE_CHUNK_BYTES: usize = 1024 * 1024;
+
 /// Keys of a batch looked up in the stack together (see `apply`).
 const LOOKUP_GROUP: usize = 16;
 
@@ -56,6 +59,10 @@ pub struct Store {
     pool: Rc<Pool>,
     stack: Stack,
     job: Option<MergeJob>,
+    /// Segments merged away or cleared, whose large buffers are released a
+    /// chunk at a time by `merge_step` (freeing hundreds of MiB at once
+    /// would take milliseconds).
+    retired: Vec<Rc<Segment>>,
     live_keys: usize,
     now_ms: u64,
     merges_completed: u64,
@@ -79,6 +86,7 @@ impl Store {
             config,
             stack: empty_stack(),
             job: None,
+            retired: Vec::with_capacity(STACK_HEIGHT_LIMIT),
             live_keys: 0,
             now_ms: system_now_ms(),
             merges_completed: 0,
@@ -222,14 +230,7 @@ impl Store {
     }
 
     fn stack_mut(&mut self) -> &mut Vec<Rc<Segment>> {
-        if Rc::get_mut(&mut self.stack).is_none() {
-            // A snapshot shares the stack: copy the pointers, keeping room so
-            // pushes up to the limit never reallocate.
-            let mut copy = Vec::with_capacity(STACK_HEIGHT_LIMIT);
-            copy.extend(self.stack.iter().cloned());
-            self.stack = Rc::new(copy);
-        }
-        Rc::get_mut(&mut self.stack).expect("stack is unshared")
+        unshare(&mut self.stack)
     }
 
     /// The live value of `key` now. No allocation.
@@ -276,6 +277,9 @@ impl Store {
     /// a running merge is abandoned.
     pub fn clear(&mut self) {
         self.job = None;
+        if let Some(stack) = Rc::get_mut(&mut self.stack) {
+            self.retired.append(stack);
+        }
         self.stack = empty_stack();
         self.live_keys = 0;
     }
@@ -292,25 +296,47 @@ impl Store {
 
     /// The stack is taller than `stack_height_max`, or a merge is running.
     pub fn merge_needed(&self) -> bool {
-        self.job.is_some() || self.stack.len() > self.config.stack_height_max
+        self.job.is_some()
+            || !self.retired.is_empty()
+            || self.stack.len() > self.config.stack_height_max
     }
 
     /// Advances the merger for at most `budget` (capped at the configured
     /// `merge_step_budget`), starting a merge if one is needed.
     pub fn merge_step(&mut self, budget: Duration) -> MergeStatus {
-        let deadline = Instant::now() + budget.min(self.config.merge_step_budget);
+        let start = Instant::now();
+        let budget = budget.min(self.config.merge_step_budget);
+        if !self.release_retired(start + budget) {
+            return MergeStatus::InProgress;
+        }
         if self.job.is_none() {
             if self.stack.len() <= self.config.stack_height_max {
                 return MergeStatus::Idle;
             }
-            self.start_merge(None);
+            self.start_merge(None, true);
         }
         let job = self.job.as_mut().expect("a merge is running");
-        if !job.step(deadline) {
+        if !job.step(start, budget) {
             return MergeStatus::InProgress;
         }
         self.swap();
         MergeStatus::Swapped
+    }
+
+    /// Releases retired segments' memory a chunk at a time; true when done.
+    fn release_retired(&mut self, deadline: Instant) -> bool {
+        while let Some(last) = self.retired.last_mut() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            // Shared with a snapshot: its last holder frees it.
+            let released = Rc::get_mut(last)
+                .map_or(true, |segment| segment.release_pages(RELEASE_CHUNK_BYTES));
+            if released {
+                self.retired.pop();
+            }
+        }
+        true
     }
 
     /// Finishes the running merge, if any, then rewrites the whole stack
@@ -322,12 +348,12 @@ impl Store {
             self.merge_to_completion();
         }
         if !self.stack.is_empty() {
-            self.start_merge(Some(0..self.stack.len()));
+            self.start_merge(Some(0..self.stack.len()), false);
             self.merge_to_completion();
         }
     }
 
-    fn start_merge(&mut self, run: Option<std::ops::Range<usize>>) {
+    fn start_merge(&mut self, run: Option<std::ops::Range<usize>>, budgeted: bool) {
         assert!(self.job.is_none());
         let run = run.unwrap_or_else(|| {
             let sizes: Vec<usize> = self
@@ -342,16 +368,19 @@ impl Store {
             run,
             self.now_ms,
             self.pool.clone(),
+            !budgeted,
         ));
     }
 
     fn merge_to_completion(&mut self) {
         if self.job.is_none() {
-            self.start_merge(None);
+            self.start_merge(None, false);
         }
-        let far = Instant::now() + Duration::from_secs(3600 * 24 * 365);
-        while !self.job.as_mut().expect("a merge is running").step(far) {}
+        let unbounded = Duration::from_secs(3600 * 24 * 365);
+        let job = self.job.as_mut().expect("a merge is running");
+        while !job.step(Instant::now(), unbounded) {}
         self.swap();
+        self.release_retired(Instant::now() + unbounded);
     }
 
     fn swap(&mut self) {
@@ -359,7 +388,7 @@ impl Store {
         let run = job.run();
         // Keys dropped as expired whose drop a later write did not override.
         let expired_dropped = job.expired_dropped - job.expired_redecided;
-        let stack = self.stack_mut();
+        let stack = unshare(&mut self.stack);
         for (input, segment) in job.inputs().iter().zip(&stack[run.clone()]) {
             assert!(
                 Rc::ptr_eq(input, segment),
@@ -367,7 +396,7 @@ impl Store {
             );
         }
         let output = job.finish();
-        stack.drain(run.clone());
+        self.retired.extend(stack.drain(run.clone()));
         if let Some(output) = output {
             stack.insert(run.start, Rc::new(output));
         }
@@ -458,6 +487,17 @@ impl Store {
     pub fn trim(&mut self) {
         self.pool.trim();
     }
+}
+
+/// The stack's `Vec`, copied first if a snapshot shares it. The copy keeps
+/// room for the height limit, so pushes never reallocate.
+fn unshare(stack: &mut Stack) -> &mut Vec<Rc<Segment>> {
+    if Rc::get_mut(stack).is_none() {
+        let mut copy = Vec::with_capacity(STACK_HEIGHT_LIMIT);
+        copy.extend(stack.iter().cloned());
+        *stack = Rc::new(copy);
+    }
+    Rc::get_mut(stack).expect("stack is unshared")
 }
 
 /// Removes ops a later op on the same key replaced, keeping order.
