@@ -14,7 +14,7 @@
 //! compile-time assertion below enforces rather than converting every field.
 
 use bytemuck::{Pod, Zeroable};
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 // The structures below are cast to and from bytes without conversion.
 const _: () = assert!(
@@ -258,26 +258,14 @@ impl<'a> EncodedCommit<'a> {
         assert!(segment_offset >= FILE_HEADER_BLOCK_BYTES);
         let header = SegmentHeader::new(seq, meta, data);
         let meta: &[u8] = bytemuck::cast_slice(meta);
-        let mut footer = Footer {
-            magic: FOOTER_MAGIC,
-            format_version: FORMAT_VERSION,
-            flags: 0,
-            seq,
+        let footer = make_footer(
+            &header,
             segment_offset,
-            commit_bytes: commit_bytes(header.meta_bytes, header.data_bytes),
-            record_count: header.record_count,
-            meta_bytes: header.meta_bytes,
-            data_bytes: header.data_bytes,
-            header_xxh3: xxh3_64(bytemuck::bytes_of(&header)),
-            meta_xxh3: xxh3_64(meta),
-            data_xxh3: xxh3_64(data),
             commit_index,
             file_seq,
-            reserved: [0; 2],
-            footer_xxh3: 0,
-        };
-        footer.footer_xxh3 = footer.compute_xxh3();
-        assert_eq!(footer.check(), Ok(()), "footer invariants before write");
+            xxh3_64(meta),
+            xxh3_64(data),
+        );
         EncodedCommit {
             header,
             footer,
@@ -322,6 +310,150 @@ impl<'a> EncodedCommit<'a> {
     }
 }
 
+/// A commit produced front to back in chunks across many calls, hashing
+/// `meta` and `data` as they stream past, so neither the copy nor the
+/// checksums of a large segment happen in one go (bounded compaction steps).
+/// The arrays must be the same on every call.
+pub struct CommitStream {
+    header: SegmentHeader,
+    segment_offset: u64,
+    commit_index: u64,
+    file_seq: u64,
+    total: u64,
+    written: u64,
+    meta_hasher: Xxh3,
+    data_hasher: Xxh3,
+    footer: Option<Footer>,
+}
+
+impl CommitStream {
+    pub fn new(
+        seq: u64,
+        segment_offset: u64,
+        commit_index: u64,
+        file_seq: u64,
+        meta: &[u64],
+        data: &[u8],
+    ) -> Self {
+        assert_eq!(segment_offset % BLOCK_BYTES, 0, "commits start on a block");
+        assert!(segment_offset >= FILE_HEADER_BLOCK_BYTES);
+        let header = SegmentHeader::new(seq, meta, data);
+        CommitStream {
+            total: commit_bytes(header.meta_bytes, header.data_bytes),
+            header,
+            segment_offset,
+            commit_index,
+            file_seq,
+            written: 0,
+            meta_hasher: Xxh3::new(),
+            data_hasher: Xxh3::new(),
+            footer: None,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.written == self.total
+    }
+
+    /// The footer, once the whole commit has been produced.
+    pub fn footer(&self) -> Option<&Footer> {
+        self.footer.as_ref()
+    }
+
+    /// Produces the next `out.len()` bytes of the commit.
+    pub fn fill_next(&mut self, meta: &[u64], data: &[u8], out: &mut [u8]) {
+        let meta: &[u8] = bytemuck::cast_slice(meta);
+        assert_eq!(
+            meta.len() as u64,
+            self.header.meta_bytes,
+            "same arrays on every call"
+        );
+        assert_eq!(
+            data.len() as u64,
+            self.header.data_bytes,
+            "same arrays on every call"
+        );
+        let from = self.written;
+        let to = from + out.len() as u64;
+        assert!(to <= self.total);
+        out.fill(0);
+        let header_end = SEGMENT_HEADER_BYTES as u64;
+        let meta_end = header_end + meta.len() as u64;
+        let data_end = meta_end + data.len() as u64;
+        let footer_start = self.total - FOOTER_BYTES as u64;
+        let mut copy = |part: &[u8], part_start: u64, hasher: Option<&mut Xxh3>| {
+            let lo = part_start.max(from);
+            let hi = (part_start + part.len() as u64).min(to);
+            if lo < hi {
+                let bytes = &part[(lo - part_start) as usize..(hi - part_start) as usize];
+                out[(lo - from) as usize..(hi - from) as usize].copy_from_slice(bytes);
+                if let Some(hasher) = hasher {
+                    hasher.update(bytes);
+                }
+            }
+        };
+        copy(bytemuck::bytes_of(&self.header), 0, None);
+        copy(meta, header_end, Some(&mut self.meta_hasher));
+        copy(data, meta_end, Some(&mut self.data_hasher));
+        if to > footer_start {
+            // Every meta and data byte precedes the footer, so the hashes
+            // are final by the time its first byte is due.
+            assert!(data_end <= footer_start);
+            let footer = *self.footer.get_or_insert_with(|| {
+                make_footer(
+                    &self.header,
+                    self.segment_offset,
+                    self.commit_index,
+                    self.file_seq,
+                    self.meta_hasher.digest(),
+                    self.data_hasher.digest(),
+                )
+            });
+            copy(bytemuck::bytes_of(&footer), footer_start, None);
+        }
+        self.written = to;
+    }
+}
+
+fn make_footer(
+    header: &SegmentHeader,
+    segment_offset: u64,
+    commit_index: u64,
+    file_seq: u64,
+    meta_xxh3: u64,
+    data_xxh3: u64,
+) -> Footer {
+    let mut footer = Footer {
+        magic: FOOTER_MAGIC,
+        format_version: FORMAT_VERSION,
+        flags: 0,
+        seq: header.seq,
+        segment_offset,
+        commit_bytes: commit_bytes(header.meta_bytes, header.data_bytes),
+        record_count: header.record_count,
+        meta_bytes: header.meta_bytes,
+        data_bytes: header.data_bytes,
+        header_xxh3: xxh3_64(bytemuck::bytes_of(header)),
+        meta_xxh3,
+        data_xxh3,
+        commit_index,
+        file_seq,
+        reserved: [0; 2],
+        footer_xxh3: 0,
+    };
+    footer.footer_xxh3 = footer.compute_xxh3();
+    assert_eq!(footer.check(), Ok(()), "footer invariants before write");
+    footer
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +485,24 @@ mod tests {
             commit.fill(i as u64 * 4096, chunk);
         }
         assert_eq!(whole, chunked);
+    }
+
+    #[test]
+    fn streamed_commit_equals_encoded_commit() {
+        let meta: Vec<u64> = (0..3000).collect();
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i * 13) as u8).collect();
+        let commit = EncodedCommit::new(9, 2 * BLOCK_BYTES, 3, 4, &meta, &data);
+        let mut whole = vec![0u8; commit.len() as usize];
+        commit.fill(0, &mut whole);
+        let mut stream = CommitStream::new(9, 2 * BLOCK_BYTES, 3, 4, &meta, &data);
+        assert_eq!(stream.len(), commit.len());
+        let mut streamed = vec![0u8; stream.len() as usize];
+        for chunk in streamed.chunks_mut(4096 * 3) {
+            stream.fill_next(&meta, &data, chunk);
+        }
+        assert!(stream.is_done());
+        assert_eq!(stream.footer(), Some(&commit.footer));
+        assert_eq!(streamed, whole);
     }
 
     #[test]

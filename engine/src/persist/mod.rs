@@ -26,6 +26,7 @@
 //! counts mapped bytes too. `mlock` is not used: RLIMIT_MEMLOCK is 8 MiB on
 //! the machines we target and is needed by the io_uring rings.
 
+mod compaction;
 mod data_dir;
 mod durable_store;
 mod error;

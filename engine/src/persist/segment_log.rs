@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use memmap2::{Mmap, MmapOptions};
 
+use super::compaction::CompactionWriter;
 use super::error::PersistError;
 use super::file_io::{FileLayer, LogFile};
 use super::format::{
@@ -318,92 +319,126 @@ impl<L: FileLayer> SegmentLog<L> {
         Ok(seq)
     }
 
-    /// Compaction: writes `segments` (the store's live data, oldest first)
-    /// into a new file and makes it the live one; see the module docs for
-    /// the crash-safe ordering. On error the old file stays live.
+    /// Reserves the next sequence number (for a compaction's commits).
+    pub fn reserve_seq(&mut self) -> u64 {
+        self.last_seq += 1;
+        self.last_seq
+    }
+
+    /// Starts a compaction: creates `seg-<n+1>.tsr.tmp` holding its header.
+    pub async fn compaction_start(&mut self) -> Result<CompactionWriter<L::File>, PersistError> {
+        let file_seq = self.file_seq + 1;
+        let tmp = file_path(&self.dir, file_seq, true);
+        let file = self.create_file(&tmp, file_seq, self.last_seq).await?;
+        Ok(CompactionWriter::new(file, tmp, file_seq, self.last_seq))
+    }
+
+    /// Makes a finished compaction's file the live one: fdatasync, rename,
+    /// fsync the directory, then remove the old file and fsync again. On an
+    /// error before the rename the old file stays live (the `.tmp` is
+    /// removed); after it, the new file is live and only cleanup failed.
+    pub async fn compaction_install(
+        &mut self,
+        writer: CompactionWriter<L::File>,
+    ) -> Result<(), PersistError> {
+        assert!(!writer.in_segment(), "install whole commits only");
+        assert!(writer.last_seq <= self.last_seq);
+        let final_path = file_path(&self.dir, writer.file_seq, false);
+        let renamed = match writer.sync().await {
+            Ok(()) => self
+                .layer
+                .rename(&writer.tmp, &final_path)
+                .await
+                .map_err(|e| PersistError::io("rename", &writer.tmp, e)),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = renamed {
+            self.compaction_discard(writer).await;
+            return Err(error);
+        }
+        let old_path = std::mem::replace(&mut self.path, final_path);
+        let old_file = self.file.replace(writer.file);
+        self.file_seq = writer.file_seq;
+        self.end = writer.end;
+        self.commit_index = writer.commit_index;
+        self.dirty_tail = false;
+        self.sync_dir().await?;
+        if let Some(old) = old_file {
+            // Everything in it is in the new file, durably.
+            let _ = old.close().await;
+        }
+        self.layer
+            .remove(&old_path)
+            .await
+            .map_err(|e| PersistError::io("remove", &old_path, e))?;
+        self.sync_dir().await
+    }
+
+    /// Abandons a compaction: closes and removes its `.tmp` file. Best
+    /// effort: a leftover `.tmp` is removed at the next open anyway.
+    pub async fn compaction_discard(&mut self, writer: CompactionWriter<L::File>) {
+        let _ = writer.file.close().await;
+        let _ = self.layer.remove(&writer.tmp).await;
+    }
+
+    /// Compaction in one go: writes `segments` (the store's live data,
+    /// oldest first) into a new file and makes it the live one.
     pub async fn rewrite<'a>(
         &mut self,
         segments: impl IntoIterator<Item = (&'a [u64], &'a [u8])>,
     ) -> Result<(), PersistError> {
-        let old_path = self.path.clone();
-        let old_file = self.file.take();
-        let saved = (self.file_seq, self.end, self.commit_index, self.last_seq);
-        match self.write_new_file(saved.0 + 1, segments).await {
-            Ok(()) => {
-                if let Some(old) = old_file {
-                    // The new file is durable; a failed close of the old
-                    // one cannot lose anything.
-                    let _ = old.close().await;
+        let mut writer = self.compaction_start().await?;
+        for (meta, data) in segments {
+            let written = match check_limits(meta, data) {
+                Ok(()) => {
+                    let seq = self.reserve_seq();
+                    writer.write_segment(seq, meta, data).await
                 }
-                self.layer
-                    .remove(&old_path)
-                    .await
-                    .map_err(|e| PersistError::io("remove", &old_path, e))?;
-                self.sync_dir().await
-            }
-            Err(error) => {
-                if let Some(file) = self.file.take() {
-                    let _ = file.close().await;
-                }
-                let tmp = file_path(&self.dir, saved.0 + 1, true);
-                let _ = self.layer.remove(&tmp).await;
-                self.file = old_file;
-                self.path = old_path;
-                (self.file_seq, self.end, self.commit_index, self.last_seq) = saved;
-                Err(error)
+                Err(error) => Err(error),
+            };
+            if let Err(error) = written {
+                self.compaction_discard(writer).await;
+                return Err(error);
             }
         }
-    }
-
-    async fn write_new_file<'a>(
-        &mut self,
-        file_seq: u64,
-        segments: impl IntoIterator<Item = (&'a [u64], &'a [u8])>,
-    ) -> Result<(), PersistError> {
-        let tmp = file_path(&self.dir, file_seq, true);
-        self.create_file(&tmp, file_seq).await?;
-        self.append_all(segments).await?;
-        let final_path = file_path(&self.dir, file_seq, false);
-        self.layer
-            .rename(&tmp, &final_path)
-            .await
-            .map_err(|e| PersistError::io("rename", &tmp, e))?;
-        self.path = final_path;
-        self.sync_dir().await
+        self.compaction_install(writer).await
     }
 
     /// Creates a fresh empty live file (first open of a core directory).
     async fn start_new_file(&mut self, file_seq: u64, base_seq: u64) -> Result<(), PersistError> {
         self.last_seq = base_seq;
         let tmp = file_path(&self.dir, file_seq, true);
-        self.create_file(&tmp, file_seq).await?;
+        let file = self.create_file(&tmp, file_seq, base_seq).await?;
         let final_path = file_path(&self.dir, file_seq, false);
         self.layer
             .rename(&tmp, &final_path)
             .await
             .map_err(|e| PersistError::io("rename", &tmp, e))?;
+        self.file = Some(file);
         self.path = final_path;
+        self.file_seq = file_seq;
+        self.end = FILE_HEADER_BLOCK_BYTES;
+        self.commit_index = 0;
+        self.dirty_tail = false;
         self.sync_dir().await
     }
 
-    /// Creates `path` holding only a file header, synced, as the log's file.
-    async fn create_file(&mut self, path: &Path, file_seq: u64) -> Result<(), PersistError> {
+    /// Creates `path` holding only a file header, synced.
+    async fn create_file(
+        &self,
+        path: &Path,
+        file_seq: u64,
+        base_seq: u64,
+    ) -> Result<L::File, PersistError> {
         let file = self
             .layer
             .open(path, true)
             .await
             .map_err(|e| PersistError::io("create", path, e))?;
-        self.file = Some(file);
-        self.path = path.to_path_buf();
-        self.file_seq = file_seq;
-        self.end = FILE_HEADER_BLOCK_BYTES;
-        self.commit_index = 0;
-        self.dirty_tail = true;
-        let file = self.file.as_ref().expect("just opened");
         file.truncate(0)
             .await
             .map_err(|e| PersistError::io("truncate", path, e))?;
-        let header = FileHeader::new(self.core, file_seq, self.last_seq);
+        let header = FileHeader::new(self.core, file_seq, base_seq);
         let mut block = file.alloc_buffer(FILE_HEADER_BLOCK_BYTES as usize);
         block.as_bytes_mut().fill(0);
         block.as_bytes_mut()[..std::mem::size_of::<FileHeader>()]
@@ -414,8 +449,7 @@ impl<L: FileLayer> SegmentLog<L> {
         file.fdatasync()
             .await
             .map_err(|e| PersistError::io("fdatasync", path, e))?;
-        self.dirty_tail = false;
-        Ok(())
+        Ok(file)
     }
 
     async fn sync_dir(&self) -> Result<(), PersistError> {
