@@ -32,10 +32,14 @@
 //! more dead bytes than [`DurableConfig::compaction_dead_percent`] allows (and
 //! at least `compaction_min_bytes`), or more than `file_commits_max`
 //! commits, [`DurableStore::maintenance_step`] rewrites the store's current
-//! stack into a new file (see `segment_log` for the crash-safe order).
-//! It runs to completion within one step: its cost is proportional to the
-//! live data, which a memory-oriented core keeps small; making it resumable
-//! across steps is future work.
+//! stack into a new file (see `segment_log` for the crash-safe order), one
+//! DMA write of at most 1 MiB per step, while commits keep going to the live
+//! file and the merger keeps running. The copy is of a snapshot of the
+//! stack. At the end, the current stack from the first segment that differs
+//! from the snapshot (new commits, merge outputs) is appended to the new
+//! file, which is then installed. That is exact because only merges that
+//! reach the bottom of the stack drop tombstones; when one happened during
+//! the copy, the copy is discarded and starts over.
 
 use std::path::Path;
 use std::rc::Rc;
@@ -43,11 +47,12 @@ use std::time::{Duration, Instant};
 
 use memmap2::Mmap;
 
-use crate::{Batch, Store, StoreConfig, STACK_HEIGHT_LIMIT};
+use crate::{Batch, Snapshot, Store, StoreConfig, STACK_HEIGHT_LIMIT};
 
+use super::compaction::CompactionWriter;
 use super::data_dir::DataDir;
 use super::error::PersistError;
-use super::file_io::{DmaLayer, FileLayer};
+use super::file_io::{DmaLayer, FileLayer, LogFile};
 use super::format::{commit_bytes, FILE_HEADER_BLOCK_BYTES};
 use super::segment_log::{RecoveryReport, SegmentLog};
 
@@ -115,6 +120,18 @@ pub struct DurableStore<L: FileLayer = DmaLayer> {
     unpersisted: usize,
     /// When the oldest of them was applied.
     unpersisted_since: Option<Instant>,
+    /// A compaction advancing one chunk per maintenance step.
+    compaction: Option<CompactionJob<L::File>>,
+}
+
+/// A compaction in progress: the stack as it was when it started, and how
+/// far its copy has got.
+struct CompactionJob<F: LogFile> {
+    writer: CompactionWriter<F>,
+    snapshot: Snapshot,
+    next_segment: usize,
+    /// Sequence number of the segment being written (reserved at its start).
+    seq: Option<u64>,
 }
 
 impl DurableStore<DmaLayer> {
@@ -193,6 +210,7 @@ impl<L: FileLayer> DurableStore<L> {
             config,
             unpersisted: 0,
             unpersisted_since: None,
+            compaction: None,
         };
         Ok((durable, report))
     }
@@ -301,13 +319,16 @@ impl<L: FileLayer> DurableStore<L> {
     /// Dropping without `close` in async mode loses what was not flushed,
     /// exactly as a crash would.
     pub async fn close(mut self) -> Result<(), PersistError> {
+        self.compaction_abandon().await;
         self.persist_pending().await?;
         self.log.close().await
     }
 
-    /// Bounded background work: flush what is due, advance the merger, and
-    /// compact the file when it has grown too much (see module docs).
+    /// Bounded background work: flush what is due, then either advance the
+    /// merger or the compaction (one write per step), or start a compaction
+    /// when the file has grown too much (see module docs).
     pub async fn maintenance_step(&mut self, budget: Duration) -> Result<(), PersistError> {
+        let deadline = Instant::now() + budget;
         // Flush when due, or when a merge waits for the pending segments
         // (merges never touch unpersisted ones); not on every step, which
         // would cost an fdatasync per batch.
@@ -318,23 +339,111 @@ impl<L: FileLayer> DurableStore<L> {
         if self.store.merge_needed() {
             self.store.merge_step(budget);
         }
-        if !self.store.merge_needed() && self.compaction_due() {
-            self.compact().await?;
+        if self.compaction.is_none() && self.compaction_due() {
+            self.persist_pending().await?;
+            let writer = self.log.compaction_start().await?;
+            self.compaction = Some(CompactionJob {
+                writer,
+                snapshot: self.store.snapshot(),
+                next_segment: 0,
+                seq: None,
+            });
+        }
+        if self.compaction.is_some() {
+            self.compaction_step(deadline).await?;
         }
         Ok(())
+    }
+
+    /// Whether a compaction is under way.
+    pub fn compacting(&self) -> bool {
+        self.compaction.is_some()
+    }
+
+    async fn compaction_step(&mut self, deadline: Instant) -> Result<(), PersistError> {
+        loop {
+            let job = self.compaction.as_mut().expect("a compaction runs");
+            if common_prefix(&self.store.snapshot(), &job.snapshot) == 0
+                && job.snapshot.height() > 0
+            {
+                // A merge reached the bottom of the stack, where it drops
+                // tombstones: the copy would resurrect what they deleted.
+                // Start over later.
+                let job = self.compaction.take().expect("a compaction runs");
+                self.log.compaction_discard(job.writer).await;
+                return Ok(());
+            }
+            if job.next_segment == job.snapshot.height() {
+                return self.compaction_finish().await;
+            }
+            let (data, meta) = job
+                .snapshot
+                .segments()
+                .nth(job.next_segment)
+                .expect("segment in snapshot");
+            let seq = *job.seq.get_or_insert_with(|| self.log.reserve_seq());
+            match job.writer.write_step(seq, meta, data).await {
+                Ok(true) => {
+                    job.next_segment += 1;
+                    job.seq = None;
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    let job = self.compaction.take().expect("a compaction runs");
+                    self.log.compaction_discard(job.writer).await;
+                    return Err(error);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Copies the segments committed since the compaction started, then
+    /// installs the new file.
+    async fn compaction_finish(&mut self) -> Result<(), PersistError> {
+        self.persist_pending().await?;
+        let mut job = self.compaction.take().expect("a compaction runs");
+        let current = self.store.snapshot();
+        // Merges above the bottom keep tombstones and newest versions, so
+        // appending the stack from the first segment that differs from the
+        // copy gives the new file the current contents (the stale copies
+        // below it are shadowed, and dead bytes for the next compaction).
+        let unchanged = common_prefix(&current, &job.snapshot);
+        if unchanged == 0 && job.snapshot.height() > 0 {
+            self.log.compaction_discard(job.writer).await;
+            return Ok(());
+        }
+        for (data, meta) in current.segments().skip(unchanged) {
+            let seq = self.log.reserve_seq();
+            if let Err(error) = job.writer.write_segment(seq, meta, data).await {
+                self.log.compaction_discard(job.writer).await;
+                return Err(error);
+            }
+        }
+        self.log.compaction_install(job.writer).await
+    }
+
+    async fn compaction_abandon(&mut self) {
+        if let Some(job) = self.compaction.take() {
+            self.log.compaction_discard(job.writer).await;
+        }
     }
 
     /// Drops every record (FLUSHDB), durably: the file is replaced by an
     /// empty one.
     pub async fn clear(&mut self) -> Result<(), PersistError> {
+        self.compaction_abandon().await;
         self.persist_pending().await?;
         self.log.rewrite(std::iter::empty()).await?;
         self.store.clear();
         Ok(())
     }
 
-    /// Rewrites the whole stack into a new file now.
+    /// Rewrites the whole stack into a new file now, in one go.
     pub async fn compact(&mut self) -> Result<(), PersistError> {
+        self.compaction_abandon().await;
         self.persist_pending().await?;
         let snapshot = self.store.snapshot();
         self.log
@@ -344,6 +453,9 @@ impl<L: FileLayer> DurableStore<L> {
 
     /// Dead bytes over the threshold, or too many commits.
     pub fn compaction_due(&self) -> bool {
+        if self.compaction.is_some() {
+            return false;
+        }
         let file = self.log.file_bytes();
         if self.log.commits() > self.config.file_commits_max {
             return true;
@@ -377,4 +489,14 @@ impl<L: FileLayer> DurableStore<L> {
         self.unpersisted_since = None;
         Ok(())
     }
+}
+
+/// How many of the oldest segments `a` and `b` share (same buffers).
+fn common_prefix(a: &Snapshot, b: &Snapshot) -> usize {
+    a.segments()
+        .zip(b.segments())
+        .take_while(|((data_a, meta_a), (data_b, meta_b))| {
+            std::ptr::eq(*data_a, *data_b) && std::ptr::eq(*meta_a, *meta_b)
+        })
+        .count()
 }
