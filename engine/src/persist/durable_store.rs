@@ -23,10 +23,10 @@
 //!   pending and are retried; once the pending limit is reached new batches
 //!   are refused, which is the back-pressure a full disk exerts.
 //!
-//! Unpersisted segments are always the top of the stack: merges are held
-//! back while any are pending (a merge could mix them with persisted ones),
-//! and the pending limit sits far below the engine's stack limit so its
-//! write-stall merge never reaches them.
+//! Unpersisted segments are always the top of the stack: a maintenance
+//! step persists them before it lets the merger run (a merge could mix them
+//! with persisted ones), and `commit` persists them before an apply that
+//! would trigger the engine's write-stall merge.
 //!
 //! Compaction (the merger's output made durable): when the live file holds
 //! more dead bytes than [`DurableConfig::compaction_dead_percent`] allows (and

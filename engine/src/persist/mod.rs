@@ -36,6 +36,7 @@ mod group_commit;
 mod recovery;
 mod segment_log;
 
+pub use compaction::CompactionWriter;
 pub use data_dir::DataDir;
 pub use durable_store::{
     Durability, DurableConfig, DurableStore, FLUSH_INTERVAL_MS_DEFAULT, FLUSH_INTERVAL_MS_MAX,
