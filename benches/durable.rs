@@ -19,7 +19,8 @@
 //! Environment: `TESSERA_BENCH_DIR` (default `target/durable-bench`, must be
 //! a real file system), `TESSERA_BENCH_RECORDS` (reopen/redis record count),
 //! `TESSERA_BENCH_INGEST_MB` (async ingest volume), `TESSERA_BENCH_RUNS`
-//! (repetitions, default 3), `TESSERA_BENCH_REDIS_PORT` (default 7390).
+//! (repetitions, default 3), `TESSERA_BENCH_REDIS_PORT` (default 7390),
+//! `TESSERA_BENCH_IO_MEMORY` (glommio `io_memory` per executor, default 1 MiB).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -56,8 +57,9 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn run<T: 'static>(future: impl std::future::Future<Output = T> + 'static) -> T {
+    let io_memory = env_u64("TESSERA_BENCH_IO_MEMORY", 1 << 20) as usize;
     LocalExecutorBuilder::default()
-        .io_memory(1 << 20)
+        .io_memory(io_memory)
         .make()
         .unwrap()
         .run(future)

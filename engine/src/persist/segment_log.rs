@@ -32,7 +32,11 @@ use super::format::{
 };
 use super::recovery::{scan, DroppedRange, SegmentExtent};
 
-/// Largest single DMA write; bigger commits are written in several.
+/// Largest single DMA write; bigger commits are written in several. With
+/// `io_memory` of at least twice this, chunk buffers come from the ring's
+/// registered arena; with less (1 MiB per executor is what RLIMIT_MEMLOCK
+/// = 8 MiB affords two cores) glommio falls back to heap buffers, which
+/// still measured faster than 256 KiB chunks from the arena (BENCHMARKS.md).
 pub const WRITE_CHUNK_BYTES: usize = 1 << 20;
 const FILE_PREFIX: &str = "seg-";
 const FILE_SUFFIX: &str = ".tsr";
