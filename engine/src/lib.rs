@@ -58,11 +58,22 @@
 //!
 //! # Costs worth knowing
 //!
-//! - Memory per record, fully merged: 16 bytes of meta plus 5 bytes of index
-//!   (at most ~21 bytes plus allocator slack) on top of key and value bytes,
-//!   plus 8 bytes for records with an expiry.
+//! - Memory per record in a large merged segment: 16 bytes of meta plus 5
+//!   bytes of index (21 bytes) on top of key and value bytes, plus 8 bytes
+//!   for records with an expiry. Buffers up to 8 MiB (small segments, batch
+//!   buffers) are sized to powers of two so they recycle, so small stores
+//!   pay up to 2x on those.
 //! - `apply` looks every op's key up in the stack to keep [`Store::len`]
-//!   exact, so it costs about one point lookup per op besides the sort.
+//!   exact (16 keys at a time, prefetched), and copies the batch's bytes once
+//!   into key order.
+//! - `merge_step` also releases the pages of segments that merges (or
+//!   `clear`) retired, a chunk per step, so freeing hundreds of MiB never
+//!   lands on one call; [`Store::merge_needed`] stays true until that is done.
+//!   Segments a snapshot still holds are freed when its last holder drops.
+//! - Large segment buffers are advised onto transparent huge pages (fewer TLB
+//!   misses on random lookups): eagerly for unbudgeted merges
+//!   ([`Store::compact`]), and only once done for budgeted ones, because a
+//!   huge-page fault can stall a step for milliseconds.
 //! - If writes outrun the merger until the stack reaches
 //!   [`STACK_HEIGHT_LIMIT`], `apply` finishes a merge inline (a write stall)
 //!   instead of failing.

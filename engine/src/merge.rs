@@ -24,7 +24,7 @@
 use crate::heap::CursorHeap;
 use crate::index::{hash_key, slots_for, HashIndex};
 use crate::pool::{advise_huge_pages, Pool, Purpose};
-use crate::record::{is_expired, Meta, Op, META_WORDS};
+use crate::record::{compare_keys, is_expired, Meta, Op, META_WORDS};
 use crate::segment::Segment;
 use std::ops::Range;
 use std::rc::Rc;
@@ -172,7 +172,9 @@ impl MergeJob {
     /// Works until done or until `budget` from `start` is spent; true when
     /// the output is ready.
     pub fn step(&mut self, start: Instant, budget: Duration) -> bool {
-        let deadline = start + budget;
+        // Work stops a little before the budget: the last batch of records
+        // between two clock checks must still end inside it.
+        let deadline = start + budget - budget / 8;
         // A first touch of a fresh page can cost a whole huge page of zeroing
         // (~100 us), so faults start only in the first half of the budget.
         let fault_deadline = start + budget / 2;
@@ -414,7 +416,7 @@ pub(crate) fn touch_pages<T: Default + Copy>(
 
 /// Heap order: smallest head key first; the newest input first on ties.
 fn before(inputs: &[Rc<Segment>], cursors: &[usize], a: usize, b: usize) -> bool {
-    match inputs[a].key(cursors[a]).cmp(inputs[b].key(cursors[b])) {
+    match compare_keys(inputs[a].key(cursors[a]), inputs[b].key(cursors[b])) {
         std::cmp::Ordering::Equal => a > b,
         order => order == std::cmp::Ordering::Less,
     }

@@ -26,6 +26,9 @@ use std::mem::size_of;
 pub(crate) const POOLED_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Most spare buffers kept per kind (data, meta, index).
 pub(crate) const POOLED_BUFFERS_MAX: usize = 32;
+/// Most bytes kept in spare buffers of one kind: spares count against the
+/// quota, so they must stay a small share of it.
+pub(crate) const POOLED_SPARE_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// Smallest buffer capacity, in elements, so tiny batches share a class.
 const CAPACITY_MIN: usize = 64;
 
@@ -80,12 +83,14 @@ impl Purpose {
 
 pub(crate) struct FreeList<T> {
     spares: Vec<Vec<T>>,
+    spare_bytes: usize,
 }
 
 impl<T> FreeList<T> {
     fn new() -> FreeList<T> {
         FreeList {
             spares: Vec::with_capacity(POOLED_BUFFERS_MAX),
+            spare_bytes: 0,
         }
     }
 }
@@ -211,6 +216,7 @@ impl Pool {
             .iter()
             .position(|spare| spare.capacity() == capacity)?;
         let mut spare = list.spares.swap_remove(at);
+        list.spare_bytes -= spare.capacity() * size_of::<T>();
         spare.clear();
         Some(spare)
     }
@@ -240,7 +246,9 @@ impl Pool {
         if bytes <= POOLED_BYTES_MAX
             && capacity.is_power_of_two()
             && list.spares.len() < POOLED_BUFFERS_MAX
+            && list.spare_bytes + bytes <= POOLED_SPARE_BYTES_MAX
         {
+            list.spare_bytes += bytes;
             list.spares.push(buffer);
             return;
         }
@@ -314,6 +322,7 @@ pub(crate) fn release_pages(address: usize, bytes: usize) {
 }
 
 fn drain<T>(list: &mut FreeList<T>) -> usize {
+    list.spare_bytes = 0;
     list.spares
         .drain(..)
         .map(|spare| spare.capacity() * size_of::<T>())
@@ -372,6 +381,20 @@ mod tests {
         let index = pool.take_index(100, Purpose::Batch).unwrap();
         assert!(index.iter().all(|&slot| slot == 0));
         pool.give(index);
+    }
+
+    #[test]
+    fn spares_are_bounded_in_bytes() {
+        let pool = Pool::new(usize::MAX);
+        let buffers: Vec<Vec<u8>> = (0..8)
+            .map(|_| pool.take_data(POOLED_BYTES_MAX, Purpose::Batch).unwrap())
+            .collect();
+        for buffer in buffers {
+            pool.give(buffer);
+        }
+        assert_eq!(pool.held_bytes(), POOLED_SPARE_BYTES_MAX);
+        pool.trim();
+        assert_eq!(pool.held_bytes(), 0);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! walks its meta sequentially.
 
 use crate::heap::CursorHeap;
+use crate::record::compare_keys;
 use crate::segment::Segment;
 use crate::{Entry, STACK_HEIGHT_LIMIT};
 use std::cmp::Ordering;
@@ -149,7 +150,7 @@ impl<'a> Merge<'a> {
 /// newer segment (higher number) first, so it shadows the older ones.
 #[inline]
 fn before(heads: &[&[u8]], reverse: bool, a: usize, b: usize) -> bool {
-    match heads[a].cmp(heads[b]) {
+    match compare_keys(heads[a], heads[b]) {
         Ordering::Equal => a > b,
         Ordering::Less => !reverse,
         Ordering::Greater => reverse,

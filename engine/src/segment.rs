@@ -13,7 +13,7 @@
 
 use crate::index::{hash_key, slots_for, HashIndex, SEGMENT_RECORDS_MAX};
 use crate::pool::{release_pages, Pool, Purpose, POOLED_BYTES_MAX};
-use crate::record::{is_expired, Meta, Op, META_WORDS};
+use crate::record::{compare_keys, is_expired, Meta, Op, META_WORDS};
 use crate::{Entry, Error};
 use std::cmp::Ordering;
 use std::rc::Rc;
@@ -257,7 +257,7 @@ impl Segment {
         let (mut low, mut high) = (0, self.records);
         while low < high {
             let middle = low + (high - low) / 2;
-            let before = match self.key(middle).cmp(key) {
+            let before = match compare_keys(self.key(middle), key) {
                 Ordering::Less => true,
                 Ordering::Equal => !inclusive,
                 Ordering::Greater => false,

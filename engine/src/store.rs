@@ -5,7 +5,7 @@ use crate::index::{hash_key, HashIndex};
 use crate::merge::{choose_run, drops_as_expired, MergeJob};
 use crate::pool::{Pool, Purpose};
 use crate::range::{Range, RangeRev};
-use crate::record::{Meta, Op, META_WORDS};
+use crate::record::{compare_keys, Meta, Op, META_WORDS};
 use crate::segment::{ExternalBytes, Found, Segment};
 use crate::snapshot::{bounds, lookup, Snapshot, Stack};
 use crate::{Entry, Error, StoreConfig, STACK_HEIGHT_LIMIT};
@@ -154,7 +154,9 @@ impl Store {
         let pairs: &mut [[u64; 2]] = bytemuck::cast_slice_mut(&mut meta);
         // Keys are unique once superseded ops are gone: an unstable sort is
         // exact, and it needs no scratch buffer.
-        pairs.sort_unstable_by(|a, b| Meta::unpack(*a).key(&data).cmp(Meta::unpack(*b).key(&data)));
+        pairs.sort_unstable_by(|a, b| {
+            compare_keys(Meta::unpack(*a).key(&data), Meta::unpack(*b).key(&data))
+        });
         let records = pairs.len();
         // Lay the bytes out in key order too (dropping superseded ops'
         // bytes): ordered scans and merges of this segment then read `data`
@@ -306,7 +308,9 @@ impl Store {
     pub fn merge_step(&mut self, budget: Duration) -> MergeStatus {
         let start = Instant::now();
         let budget = budget.min(self.config.merge_step_budget);
-        if !self.release_retired(start + budget) {
+        // Releasing pages is kernel work of uneven cost: only in the first
+        // half of the budget, like page faults in a merge.
+        if !self.release_retired(start + budget / 2) {
             return MergeStatus::InProgress;
         }
         if self.job.is_none() {
