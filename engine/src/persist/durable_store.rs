@@ -17,14 +17,11 @@
 //!   however many connections wrote.
 //! - `async` ([`Durability::Async`]): `commit` only applies; applied
 //!   segments are written by [`DurableStore::flush`] (a timer every
-//!   `flush_interval_ms`, and shutdown), and by a flush task that `commit`
-//!   or `maintenance_step` start once the oldest unpersisted batch is older
-//!   than the interval: the task owns the log and a snapshot of the stack
-//!   while the core goes on applying batches, so the disk's write and
-//!   fdatasync overlap with ingest. Inline once [`UNPERSISTED_SEGMENTS_MAX`]
-//!   are pending. On a disk error they stay pending and are retried; once
-//!   the pending limit is reached new batches are refused, which is the
-//!   back-pressure a full disk exerts.
+//!   `flush_interval_ms`, and shutdown), and inline by `commit` once the
+//!   oldest unpersisted batch is older than the interval or
+//!   [`UNPERSISTED_SEGMENTS_MAX`] are pending. On a disk error they stay
+//!   pending and are retried; once the pending limit is reached new batches
+//!   are refused, which is the back-pressure a full disk exerts.
 //!
 //! Unpersisted segments are always the top of the stack: a maintenance
 //! step persists them before it lets the merger run (a merge could mix them
@@ -44,7 +41,6 @@
 //! reach the bottom of the stack drop tombstones; when one happened during
 //! the copy, the copy is discarded and starts over.
 
-use std::cell::Cell;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -116,14 +112,9 @@ impl AsRef<[u8]> for MappedSlice {
 }
 
 /// One core's durable store. `!Send`: it lives on its core's executor.
-pub struct DurableStore<L: FileLayer + 'static = DmaLayer> {
+pub struct DurableStore<L: FileLayer = DmaLayer> {
     store: Store,
-    /// `None` while an async-mode flush owns it (see [`Flight`]).
-    log: Option<SegmentLog<L>>,
-    flight: Option<Flight<L>>,
-    /// The log's size and commit count as of the last time it was here.
-    landed_file_bytes: u64,
-    landed_commits: u64,
+    log: SegmentLog<L>,
     config: DurableConfig,
     /// Segments on top of the stack applied but not yet in the log.
     unpersisted: usize,
@@ -132,20 +123,6 @@ pub struct DurableStore<L: FileLayer + 'static = DmaLayer> {
     /// A compaction advancing one chunk per maintenance step.
     compaction: Option<CompactionJob<L::File>>,
 }
-
-/// An async-mode flush running in its own task, so the core keeps applying
-/// batches while the disk writes and syncs: the task owns the log and a
-/// snapshot of the stack (which keeps the segments it writes alive) and
-/// hands the log back when done.
-struct Flight<L: FileLayer + 'static> {
-    task: glommio::Task<(SegmentLog<L>, Result<u64, PersistError>)>,
-    done: Rc<Cell<bool>>,
-    /// The top segments it persists; those applied since are not in it.
-    segments: usize,
-    started: Instant,
-}
-
-const LANDED: &str = "the log is here (no flush in flight)";
 
 /// A compaction in progress: the stack as it was when it started, and how
 /// far its copy has got.
@@ -176,7 +153,7 @@ impl DurableStore<DmaLayer> {
     }
 }
 
-impl<L: FileLayer + 'static> DurableStore<L> {
+impl<L: FileLayer> DurableStore<L> {
     /// [`DurableStore::open`] on a chosen file layer and core directory.
     pub async fn open_with(
         layer: L,
@@ -229,10 +206,7 @@ impl<L: FileLayer + 'static> DurableStore<L> {
         }
         let durable = DurableStore {
             store,
-            landed_file_bytes: log.file_bytes(),
-            landed_commits: log.commits(),
-            log: Some(log),
-            flight: None,
+            log,
             config,
             unpersisted: 0,
             unpersisted_since: None,
@@ -258,12 +232,12 @@ impl<L: FileLayer + 'static> DurableStore<L> {
 
     /// Bytes of the live segment file.
     pub fn file_bytes(&self) -> u64 {
-        self.log_file_bytes()
+        self.log.file_bytes()
     }
 
     /// Commits (segments) in the live file since it was created.
     pub fn file_commits(&self) -> u64 {
-        self.log_commits()
+        self.log.commits()
     }
 
     /// Applied batches not yet durable (always 0 in sync mode between calls).
@@ -305,13 +279,10 @@ impl<L: FileLayer + 'static> DurableStore<L> {
                 result
             }
             Durability::Async { .. } => {
-                // The write is acknowledged whatever the disk says; a failed
-                // flush leaves its segments pending, to be retried.
-                if self.flight_done() {
-                    let _ = self.land().await;
-                }
-                if self.flight.is_none() && self.flush_due(Instant::now()) {
-                    self.start_flight();
+                if self.flush_due(Instant::now()) {
+                    // The write is acknowledged whatever the disk says; a
+                    // failure is retried by the next flush.
+                    let _ = self.persist_pending().await;
                 }
                 Ok(())
             }
@@ -350,7 +321,7 @@ impl<L: FileLayer + 'static> DurableStore<L> {
     pub async fn close(mut self) -> Result<(), PersistError> {
         self.compaction_abandon().await;
         self.persist_pending().await?;
-        self.log.take().expect(LANDED).close().await
+        self.log.close().await
     }
 
     /// Bounded background work: flush what is due, then either advance the
@@ -358,29 +329,19 @@ impl<L: FileLayer + 'static> DurableStore<L> {
     /// when the file has grown too much (see module docs).
     pub async fn maintenance_step(&mut self, budget: Duration) -> Result<(), PersistError> {
         let deadline = Instant::now() + budget;
-        if self.flight.is_some() {
-            if !self.flight_done() {
-                // The flush in flight owns the log, and the merger must not
-                // touch the segments it writes: nothing to do this step.
-                return Ok(());
-            }
-            self.land().await?;
-        }
-        if self.store.merge_needed() && self.unpersisted > 0 {
-            // Merges never touch unpersisted segments: persist the few
-            // applied since the last flush, inline.
+        // Flush when due, or when a merge waits for the pending segments
+        // (merges never touch unpersisted ones); not on every step, which
+        // would cost an fdatasync per batch.
+        let merge_waits = self.store.merge_needed() && self.unpersisted > 0;
+        if merge_waits || self.flush_due(Instant::now()) {
             self.persist_pending().await?;
-        } else if self.flush_due(Instant::now()) {
-            // Not on every step, which would cost an fdatasync per batch.
-            self.start_flight();
-            return Ok(());
         }
         if self.store.merge_needed() {
             self.store.merge_step(budget);
         }
         if self.compaction.is_none() && self.compaction_due() {
             self.persist_pending().await?;
-            let writer = self.log.as_mut().expect(LANDED).compaction_start().await?;
+            let writer = self.log.compaction_start().await?;
             self.compaction = Some(CompactionJob {
                 writer,
                 snapshot: self.store.snapshot(),
@@ -409,11 +370,7 @@ impl<L: FileLayer + 'static> DurableStore<L> {
                 // tombstones: the copy would resurrect what they deleted.
                 // Start over later.
                 let job = self.compaction.take().expect("a compaction runs");
-                self.log
-                    .as_mut()
-                    .expect(LANDED)
-                    .compaction_discard(job.writer)
-                    .await;
+                self.log.compaction_discard(job.writer).await;
                 return Ok(());
             }
             if job.next_segment == job.snapshot.height() {
@@ -424,9 +381,7 @@ impl<L: FileLayer + 'static> DurableStore<L> {
                 .segments()
                 .nth(job.next_segment)
                 .expect("segment in snapshot");
-            let seq = *job
-                .seq
-                .get_or_insert_with(|| self.log.as_mut().expect(LANDED).reserve_seq());
+            let seq = *job.seq.get_or_insert_with(|| self.log.reserve_seq());
             match job.writer.write_step(seq, meta, data).await {
                 Ok(true) => {
                     job.next_segment += 1;
@@ -435,11 +390,7 @@ impl<L: FileLayer + 'static> DurableStore<L> {
                 Ok(false) => {}
                 Err(error) => {
                     let job = self.compaction.take().expect("a compaction runs");
-                    self.log
-                        .as_mut()
-                        .expect(LANDED)
-                        .compaction_discard(job.writer)
-                        .await;
+                    self.log.compaction_discard(job.writer).await;
                     return Err(error);
                 }
             }
@@ -461,41 +412,22 @@ impl<L: FileLayer + 'static> DurableStore<L> {
         // below it are shadowed, and dead bytes for the next compaction).
         let unchanged = common_prefix(&current, &job.snapshot);
         if unchanged == 0 && job.snapshot.height() > 0 {
-            self.log
-                .as_mut()
-                .expect(LANDED)
-                .compaction_discard(job.writer)
-                .await;
+            self.log.compaction_discard(job.writer).await;
             return Ok(());
         }
         for (data, meta) in current.segments().skip(unchanged) {
-            let seq = self.log.as_mut().expect(LANDED).reserve_seq();
+            let seq = self.log.reserve_seq();
             if let Err(error) = job.writer.write_segment(seq, meta, data).await {
-                self.log
-                    .as_mut()
-                    .expect(LANDED)
-                    .compaction_discard(job.writer)
-                    .await;
+                self.log.compaction_discard(job.writer).await;
                 return Err(error);
             }
         }
-        self.log
-            .as_mut()
-            .expect(LANDED)
-            .compaction_install(job.writer)
-            .await
+        self.log.compaction_install(job.writer).await
     }
 
     async fn compaction_abandon(&mut self) {
-        // A failed flush leaves its segments pending; whoever called this
-        // persists them next and reports that error.
-        let _ = self.land().await;
         if let Some(job) = self.compaction.take() {
-            self.log
-                .as_mut()
-                .expect(LANDED)
-                .compaction_discard(job.writer)
-                .await;
+            self.log.compaction_discard(job.writer).await;
         }
     }
 
@@ -504,11 +436,7 @@ impl<L: FileLayer + 'static> DurableStore<L> {
     pub async fn clear(&mut self) -> Result<(), PersistError> {
         self.compaction_abandon().await;
         self.persist_pending().await?;
-        self.log
-            .as_mut()
-            .expect(LANDED)
-            .rewrite(std::iter::empty())
-            .await?;
+        self.log.rewrite(std::iter::empty()).await?;
         self.store.clear();
         Ok(())
     }
@@ -519,8 +447,6 @@ impl<L: FileLayer + 'static> DurableStore<L> {
         self.persist_pending().await?;
         let snapshot = self.store.snapshot();
         self.log
-            .as_mut()
-            .expect(LANDED)
             .rewrite(snapshot.segments().map(|(data, meta)| (meta, data)))
             .await
     }
@@ -530,8 +456,8 @@ impl<L: FileLayer + 'static> DurableStore<L> {
         if self.compaction.is_some() {
             return false;
         }
-        let file = self.log_file_bytes();
-        if self.log_commits() > self.config.file_commits_max {
+        let file = self.log.file_bytes();
+        if self.log.commits() > self.config.file_commits_max {
             return true;
         }
         if file < self.config.compaction_min_bytes {
@@ -547,71 +473,7 @@ impl<L: FileLayer + 'static> DurableStore<L> {
         dead * 100 > file * self.config.compaction_dead_percent
     }
 
-    /// The log's size, as of the last time it was here.
-    fn log_file_bytes(&self) -> u64 {
-        self.log
-            .as_ref()
-            .map_or(self.landed_file_bytes, SegmentLog::file_bytes)
-    }
-
-    fn log_commits(&self) -> u64 {
-        self.log
-            .as_ref()
-            .map_or(self.landed_commits, SegmentLog::commits)
-    }
-
-    fn flight_done(&self) -> bool {
-        self.flight.as_ref().is_some_and(|flight| flight.done.get())
-    }
-
-    /// Hands the log and the pending top segments to a flush task.
-    fn start_flight(&mut self) {
-        assert!(self.flight.is_none());
-        if self.unpersisted == 0 {
-            return;
-        }
-        let mut log = self.log.take().expect(LANDED);
-        self.landed_file_bytes = log.file_bytes();
-        self.landed_commits = log.commits();
-        let snapshot = self.store.snapshot();
-        let segments = self.unpersisted;
-        let done = Rc::new(Cell::new(false));
-        let done_in_task = done.clone();
-        let task = glommio::spawn_local(async move {
-            let height = snapshot.height();
-            let pending = snapshot
-                .segments()
-                .skip(height - segments)
-                .map(|(data, meta)| (meta, data));
-            let result = log.append_all(pending).await;
-            done_in_task.set(true);
-            (log, result)
-        });
-        self.flight = Some(Flight {
-            task,
-            done,
-            segments,
-            started: Instant::now(),
-        });
-    }
-
-    /// Waits for the flush in flight, if any, and takes the log back.
-    async fn land(&mut self) -> Result<(), PersistError> {
-        let Some(flight) = self.flight.take() else {
-            return Ok(());
-        };
-        let (log, result) = flight.task.await;
-        self.log = Some(log);
-        result?;
-        assert!(flight.segments <= self.unpersisted);
-        self.unpersisted -= flight.segments;
-        // What is left was applied after the flight started.
-        self.unpersisted_since = (self.unpersisted > 0).then_some(flight.started);
-        Ok(())
-    }
-
     async fn persist_pending(&mut self) -> Result<(), PersistError> {
-        self.land().await?;
         if self.unpersisted == 0 {
             return Ok(());
         }
@@ -622,7 +484,7 @@ impl<L: FileLayer + 'static> DurableStore<L> {
             .segments()
             .skip(height - self.unpersisted)
             .map(|(data, meta)| (meta, data));
-        self.log.as_mut().expect(LANDED).append_all(pending).await?;
+        self.log.append_all(pending).await?;
         self.unpersisted = 0;
         self.unpersisted_since = None;
         Ok(())

@@ -40,7 +40,7 @@ const ROUND_RESULTS_MAX: usize = 1024;
 /// Writers that may wait at once; one per connection at most.
 pub const GROUP_WAITERS_MAX: usize = 65_536;
 
-pub struct GroupCommitter<L: FileLayer + 'static = DmaLayer> {
+pub struct GroupCommitter<L: FileLayer = DmaLayer> {
     durable: RefCell<DurableStore<L>>,
     open: RefCell<Option<Batch>>,
     /// Round the open batch will be committed as.
@@ -52,7 +52,7 @@ pub struct GroupCommitter<L: FileLayer + 'static = DmaLayer> {
     waiters: RefCell<Vec<Waker>>,
 }
 
-impl<L: FileLayer + 'static> GroupCommitter<L> {
+impl<L: FileLayer> GroupCommitter<L> {
     pub fn new(durable: DurableStore<L>) -> Self {
         GroupCommitter {
             durable: RefCell::new(durable),
