@@ -33,6 +33,9 @@ fn loaded_hash_map(n: usize) -> HashMap<Box<[u8]>, Box<[u8]>> {
 }
 
 fn point_get(c: &mut Criterion) {
+    if !selected("engine_get_present") {
+        return;
+    }
     let mut group = c.benchmark_group("engine_get_present");
     for n in [scaled(1_000_000), scaled(10_000_000)] {
         let store = loaded_store(n);
@@ -142,6 +145,9 @@ fn apply_batch(c: &mut Criterion) {
 }
 
 fn full_scan(c: &mut Criterion) {
+    if !selected("engine_full_scan") {
+        return;
+    }
     let n = scaled(1_000_000);
     let mut group = c.benchmark_group("engine_full_scan");
     group.throughput(Throughput::Bytes((n * (KEY_LEN + VALUE_LEN)) as u64));

@@ -45,6 +45,9 @@ fn loaded_redb(n: usize) -> Database {
 }
 
 fn point_get(c: &mut Criterion) {
+    if !selected("compare_get_present") {
+        return;
+    }
     let n = scaled(1_000_000);
     let keys = shuffled_keys(n);
     let mut group = c.benchmark_group("compare_get_present");
@@ -127,6 +130,9 @@ fn apply_batch(c: &mut Criterion) {
 }
 
 fn full_scan(c: &mut Criterion) {
+    if !selected("compare_full_scan") {
+        return;
+    }
     let n = scaled(1_000_000);
     let bytes_expected = n * (KEY_LEN + VALUE_LEN);
     let mut group = c.benchmark_group("compare_full_scan");

@@ -17,6 +17,20 @@ pub fn benchmarking() -> bool {
     std::env::args().any(|arg| arg == "--bench")
 }
 
+/// Whether a criterion name filter on the command line (if any) can match
+/// benchmarks of `group`, so expensive setups of filtered-out groups are
+/// skipped (criterion filters benchmarks, not the setup code around them).
+pub fn selected(group: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
+    filters.is_empty()
+        || filters
+            .iter()
+            .any(|filter| group.contains(filter.as_str()) || filter.contains(group))
+}
+
 /// `n`, or a thousandth of it when only smoke-testing.
 pub fn scaled(n: usize) -> usize {
     if benchmarking() {

@@ -247,6 +247,16 @@ impl Batch {
     }
 }
 
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("len", &self.len())
+            .field("ops_left", &self.ops_left())
+            .field("bytes_left", &self.bytes_left())
+            .finish()
+    }
+}
+
 impl Drop for Batch {
     fn drop(&mut self) {
         self.pool.give(std::mem::take(&mut self.data));

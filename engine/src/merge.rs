@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 /// size of the newer segments gathered so far.
 pub(crate) const SIZE_RATIO: usize = 4;
 /// Records merged (or indexed) between two looks at the clock.
-const RECORDS_PER_CLOCK_CHECK: usize = 32;
+const RECORDS_PER_CLOCK_CHECK: usize = 16;
 /// Largest copy of record bytes done at once.
 const COPY_CHUNK_BYTES: usize = 256 * 1024;
 
@@ -174,7 +174,7 @@ impl MergeJob {
     pub fn step(&mut self, start: Instant, budget: Duration) -> bool {
         // Work stops a little before the budget: the last batch of records
         // between two clock checks must still end inside it.
-        let deadline = start + budget - budget / 8;
+        let deadline = start + budget - budget / 4;
         // A first touch of a fresh page can cost a whole huge page of zeroing
         // (~100 us), so faults start only in the first half of the budget.
         let fault_deadline = start + budget / 2;

@@ -7,16 +7,21 @@
 //! single-threaded by design, like the store.
 //!
 //! Buffers up to [`POOLED_BYTES_MAX`] are sized to powers of two and kept on
-//! free lists when released (at most [`POOLED_BUFFERS_MAX`] per kind), so a
-//! steady stream of same-sized batches reuses the same few buffers and does
-//! no heap allocation. Larger buffers (merge outputs of big segments) are
-//! sized exactly and returned to the allocator.
+//! free lists when released (at most [`POOLED_BUFFERS_MAX`] buffers and
+//! [`POOLED_SPARE_BYTES_MAX`] bytes per kind), so a steady stream of
+//! same-sized batches reuses the same few buffers and does no heap
+//! allocation. Larger buffers (merge outputs of big segments, their indexes)
+//! are sized exactly and returned to the allocator.
+//!
+//! Large buffers are advised onto transparent huge pages (see
+//! [`advise_huge_pages`]); the merger decides when for its own output.
 //!
 //! Quota: new buffers for batches are refused with [`Error::MemoryQuota`] when
 //! `held_bytes` would exceed the quota. Merge output is exempt (it is counted,
 //! but never refused): a merge is what gives memory back, and refusing it
-//! would wedge a full store. Spare buffers on the free lists count against
-//! the quota too; `trim` releases them.
+//! would wedge a full store. So is the key-ordered copy of a batch's bytes
+//! made at apply, whose source buffer goes back at once. Spare buffers on
+//! the free lists count against the quota too; `trim` releases them.
 
 use crate::Error;
 use std::cell::RefCell;

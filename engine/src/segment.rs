@@ -12,7 +12,7 @@
 //! write the two buffers out and map them back without any translation.
 
 use crate::index::{hash_key, slots_for, HashIndex, SEGMENT_RECORDS_MAX};
-use crate::pool::{release_pages, Pool, Purpose, POOLED_BYTES_MAX};
+use crate::pool::{release_pages, Pool, Purpose};
 use crate::record::{compare_keys, is_expired, Meta, Op, META_WORDS};
 use crate::{Entry, Error};
 use std::cmp::Ordering;
@@ -39,7 +39,16 @@ impl<T: bytemuck::Pod> Storage<T> {
     }
 }
 
-/// Address and size of a pooled buffer too large to be kept for reuse.
+/// Size of a transparent huge page on x86-64 and most arm64 kernels.
+const HUGE_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// Buffers from this size up give their pages back before they are freed or
+/// pooled: freeing (or, once the pool is full, unmapping) megabytes of
+/// resident pages at once would blow a merge step. A pooled buffer refaults
+/// zero pages as it is written again.
+const RELEASE_BYTES_MIN: usize = 1024 * 1024;
+
+/// Address and size of a pooled buffer worth releasing page by page.
 fn large_region<T>(storage: &Storage<T>) -> (usize, usize) {
     match storage {
         Storage::Pooled(buffer) => large_vec_region(buffer),
@@ -49,7 +58,7 @@ fn large_region<T>(storage: &Storage<T>) -> (usize, usize) {
 
 fn large_vec_region<T>(buffer: &Vec<T>) -> (usize, usize) {
     let bytes = buffer.capacity() * std::mem::size_of::<T>();
-    if bytes <= POOLED_BYTES_MAX {
+    if bytes < RELEASE_BYTES_MIN {
         return (0, 0);
     }
     (buffer.as_ptr() as usize, bytes)
@@ -230,8 +239,8 @@ impl Segment {
     }
 
     /// Gives back up to `chunk_bytes` more of the physical pages of this
-    /// (retired, unshared) segment's large buffers; true once all are. Small
-    /// buffers return to the pool on drop and are left alone.
+    /// (retired, unshared) segment's buffers of 1 MiB and more; true once
+    /// all are. Smaller ones are freed or pooled on drop as they are.
     pub fn release_pages(&mut self, chunk_bytes: usize) -> bool {
         let regions = [
             large_region(&self.data),
@@ -244,8 +253,12 @@ impl Segment {
                 skip -= bytes;
                 continue;
             }
-            let len = (bytes - skip).min(chunk_bytes);
-            release_pages(address + skip, len);
+            // End chunks on huge-page boundaries: releasing part of a huge
+            // page makes the kernel split it first, which costs far more.
+            let from = address + skip;
+            let boundary = (from + 1).next_multiple_of(HUGE_PAGE_BYTES);
+            let len = (bytes - skip).min(chunk_bytes).min(boundary - from).max(1);
+            release_pages(from, len);
             self.released_bytes += len;
             return false;
         }

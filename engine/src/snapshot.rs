@@ -70,6 +70,15 @@ pub struct Snapshot {
     now_ms: u64,
 }
 
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("height", &self.height())
+            .field("now_ms", &self.now_ms)
+            .finish()
+    }
+}
+
 impl Snapshot {
     pub(crate) fn new(stack: Stack, now_ms: u64) -> Snapshot {
         Snapshot { stack, now_ms }

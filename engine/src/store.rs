@@ -13,8 +13,18 @@ use std::ops::RangeBounds;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("config", &self.config)
+            .field("stats", &self.stats())
+            .field("now_ms", &self.now_ms)
+            .finish()
+    }
+}
+
 /// Bytes of retired segments' pages released between two looks at the clock.
-const RELEASE_CHUNK_BYTES: usize = 1024 * 1024;
+const RELEASE_CHUNK_BYTES: usize = 512 * 1024;
 
 /// Keys of a batch looked up in the stack together (see `apply`).
 const LOOKUP_GROUP: usize = 16;
@@ -795,6 +805,44 @@ mod tests {
             store.merge_step(Duration::from_millis(10)),
             MergeStatus::Idle
         );
+    }
+
+    #[test]
+    fn large_values_are_copied_across_many_budgeted_steps() {
+        let mut store = Store::new(StoreConfig {
+            memory_quota_bytes: 1 << 30,
+            merge_step_budget: Duration::from_micros(1),
+            stack_height_max: 2,
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        let value_len = 3 * 1024 * 1024 + 17; // several copy chunks
+        for round in 0..3u8 {
+            let mut batch = store.new_batch(2, 2 * (value_len + 8)).unwrap();
+            batch
+                .alloc_set(&[round], value_len)
+                .unwrap()
+                .fill(round + 1);
+            batch.set(b"shared", &[round]).unwrap();
+            store.apply(batch).unwrap();
+        }
+        let mut steps = 0;
+        while store.merge_needed() {
+            store.merge_step(Duration::from_micros(1));
+            steps += 1;
+        }
+        assert!(
+            steps > 3,
+            "a 1 us budget cannot merge 9 MiB in {steps} steps"
+        );
+        assert_eq!(store.stats().height, 1);
+        for round in 0..3u8 {
+            let value = store.get(&[round]).unwrap();
+            assert_eq!(value.len(), value_len);
+            assert!(value.iter().all(|&byte| byte == round + 1));
+        }
+        assert_eq!(store.get(b"shared"), Some(&[2u8][..]));
+        assert_eq!(store.len(), 4);
     }
 
     #[test]
