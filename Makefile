@@ -36,3 +36,8 @@ bench:
 compare:
 	$(CARGO) build --release -p tessera-net --bins
 	scripts/compare.sh
+
+# 1,000 SIGKILL cycles of a sync-mode writer (make test runs 25).
+CRASH_CYCLES ?= 1000
+crash-test:
+	TESSERA_CRASH_CYCLES=$(CRASH_CYCLES) $(CARGO) test --release --test durable_crash -- --nocapture

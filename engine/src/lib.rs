@@ -116,6 +116,7 @@ mod error;
 mod heap;
 mod index;
 mod merge;
+mod persist;
 mod pool;
 mod range;
 mod record;
@@ -129,6 +130,13 @@ pub use config::{
     STACK_HEIGHT_LIMIT, VALUE_LEN_MAX,
 };
 pub use error::Error;
+pub use persist::{
+    CompactionWriter, DataDir, DmaLayer, DroppedRange, Durability, DurableConfig, DurableStore,
+    Fault, FaultPlan, FaultyFile, FaultyLayer, FileLayer, GroupCommitter, LogFile, MappedSegments,
+    PersistError, RecoveryReport, SegmentExtent, SegmentLog, BLOCK_BYTES,
+    FLUSH_INTERVAL_MS_DEFAULT, FLUSH_INTERVAL_MS_MAX, FOOTER_BYTES, FORMAT_VERSION,
+    GROUP_BYTES_MAX, GROUP_OPS_MAX, GROUP_WAITERS_MAX, UNPERSISTED_SEGMENTS_MAX,
+};
 pub use range::{Range, RangeRev};
 pub use segment::ExternalBytes;
 pub use snapshot::{Entry, Snapshot};

@@ -468,6 +468,35 @@ impl Store {
         Ok(())
     }
 
+    /// Removes the newest segment (the last batch applied or segment pushed)
+    /// and returns whether there was one: how the persistence layer takes
+    /// back a batch whose write to disk failed, so an unacknowledged write is
+    /// never served. A running merge is abandoned (its inputs may include the
+    /// segment); the next `merge_step` starts over.
+    pub fn pop_newest_segment(&mut self) -> bool {
+        let Some(top) = self.stack.last().cloned() else {
+            return false;
+        };
+        self.job = None;
+        // Keys are unique within a segment, so counting the keys live with
+        // and without it gives the exact change in `len`.
+        fn count_live(store: &mut Store, top: &Segment) -> usize {
+            let mut live = 0;
+            for position in 0..top.len() {
+                let key = top.key(position);
+                live += usize::from(store.newest_is_live(key, hash_key(key)));
+            }
+            live
+        }
+        let live_with = count_live(self, &top);
+        self.stack_mut().pop();
+        let live_without = count_live(self, &top);
+        self.live_keys = (self.live_keys + live_without)
+            .checked_sub(live_with)
+            .expect("live keys >= 0");
+        true
+    }
+
     /// Gives every spare pooled buffer back to the allocator.
     pub fn trim(&mut self) {
         self.pool.trim();

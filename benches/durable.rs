@@ -1,0 +1,445 @@
+//! Durability benchmarks (a load generator, not criterion: each figure is
+//! a long, one-shot run, repeated and reported as a median).
+//!
+//! ```text
+//! cargo bench --bench durable -- disk async sync reopen redis
+//! ```
+//!
+//! - `disk`: this disk's O_DIRECT sequential write bandwidth (`dd
+//!   oflag=direct`, 1 MiB blocks, fdatasync at the end), the peer of `async`.
+//! - `async`: sustained async-mode ingest (1 KiB values, 1,000-record
+//!   batches, 10 ms flush interval, merges running), MB/s of keys + values.
+//! - `sync`: sync-mode writes per second on one core with 1, 16 and 256
+//!   concurrent writer tasks (group commit).
+//! - `reopen`: time to reopen a compacted store of N records (default 10M;
+//!   16-byte keys, 32-byte values).
+//! - `redis`: redis-server loading an RDB and an AOF of the same records,
+//!   time to ready as its log reports it.
+//!
+//! Environment: `TESSERA_BENCH_DIR` (default `target/durable-bench`, must be
+//! a real file system), `TESSERA_BENCH_RECORDS` (reopen/redis record count),
+//! `TESSERA_BENCH_INGEST_MB` (async ingest volume), `TESSERA_BENCH_RUNS`
+//! (repetitions, default 3), `TESSERA_BENCH_REDIS_PORT` (default 7390),
+//! `TESSERA_BENCH_IO_MEMORY` (glommio `io_memory` per executor, default 1 MiB).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use glommio::{spawn_local, LocalExecutorBuilder};
+use tessera_engine::{
+    DataDir, Durability, DurableConfig, DurableStore, GroupCommitter, StoreConfig,
+};
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .map_or(default, |v| v.parse().expect(name))
+}
+
+fn bench_dir() -> PathBuf {
+    std::env::var("TESSERA_BENCH_DIR")
+        .map_or_else(|_| PathBuf::from("target/durable-bench"), PathBuf::from)
+}
+
+fn fresh(name: &str) -> PathBuf {
+    let dir = bench_dir().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::canonicalize(dir).unwrap()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    values[values.len() / 2]
+}
+
+fn run<T: 'static>(future: impl std::future::Future<Output = T> + 'static) -> T {
+    let io_memory = env_u64("TESSERA_BENCH_IO_MEMORY", 1 << 20) as usize;
+    LocalExecutorBuilder::default()
+        .io_memory(io_memory)
+        .make()
+        .unwrap()
+        .run(future)
+}
+
+fn big_store() -> StoreConfig {
+    StoreConfig {
+        memory_quota_bytes: 6 << 30,
+        ..StoreConfig::default()
+    }
+}
+
+fn record_key(i: u64) -> [u8; 16] {
+    let mut key = *b"key:000000000000";
+    let digits = format!("{:012}", i % 1_000_000_000_000);
+    key[4..].copy_from_slice(digits.as_bytes());
+    key
+}
+
+fn redis_value(i: u64) -> [u8; 32] {
+    let mut value = *b"value-of-record-0000000000000000";
+    value[16..].copy_from_slice(format!("{i:016}").as_bytes());
+    value
+}
+
+/// MB/s of `dd` writing `mb` MiB with O_DIRECT, 1 MiB per write.
+fn disk_bandwidth(mb: u64) -> f64 {
+    let dir = fresh("dd");
+    let file = dir.join("dd.bin");
+    let started = Instant::now();
+    let status = Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", file.display()))
+        .args([
+            "bs=1M",
+            &format!("count={mb}"),
+            "oflag=direct",
+            "conv=fdatasync",
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .expect("dd");
+    assert!(status.success());
+    let elapsed = started.elapsed().as_secs_f64();
+    std::fs::remove_file(file).unwrap();
+    (mb as f64 * 1.048_576) / elapsed
+}
+
+/// MB/s of key + value bytes ingested in async mode, durable at the end.
+fn async_ingest(mb: u64) -> f64 {
+    let root = fresh("async");
+    run(async move {
+        let data_dir = DataDir::open_or_create(&root, 1).unwrap();
+        let config = DurableConfig {
+            durability: Durability::Async {
+                flush_interval_ms: 10,
+            },
+            file_commits_max: u64::MAX,
+            ..DurableConfig::default()
+        };
+        let (mut durable, _) = DurableStore::open(&data_dir, 0, config, big_store())
+            .await
+            .unwrap();
+        let value = vec![0x5au8; 1000];
+        let records = mb * 1000;
+        let batch_records = 1000;
+        let started = Instant::now();
+        let mut next = 0;
+        while next < records {
+            let end = (next + batch_records).min(records);
+            let mut batch = durable
+                .store_mut()
+                .new_batch((end - next) as usize, ((end - next) * 1024) as usize)
+                .unwrap();
+            for i in next..end {
+                batch.set(&record_key(i), &value).unwrap();
+            }
+            next = end;
+            durable.commit(batch).await.unwrap();
+            durable
+                .maintenance_step(Duration::from_micros(200))
+                .await
+                .unwrap();
+        }
+        durable.flush().await.unwrap();
+        let elapsed = started.elapsed().as_secs_f64();
+        assert_eq!(durable.store().len() as u64, records);
+        drop(durable);
+        std::fs::remove_dir_all(&root).unwrap();
+        (records * (16 + 1000)) as f64 / 1e6 / elapsed
+    })
+}
+
+/// MB/s of the same ingest into a plain in-memory store: the ceiling the
+/// durable store can reach, whatever the disk.
+fn memory_ingest(mb: u64) -> f64 {
+    let mut store = tessera_engine::Store::new(big_store()).unwrap();
+    let value = vec![0x5au8; 1000];
+    let records = mb * 1000;
+    let batch_records = 1000;
+    let started = Instant::now();
+    let mut next = 0;
+    while next < records {
+        let end = (next + batch_records).min(records);
+        let mut batch = store
+            .new_batch((end - next) as usize, ((end - next) * 1024) as usize)
+            .unwrap();
+        for i in next..end {
+            batch.set(&record_key(i), &value).unwrap();
+        }
+        next = end;
+        store.apply(batch).unwrap();
+        if store.merge_needed() {
+            store.merge_step(Duration::from_micros(200));
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(store.len() as u64, records);
+    (records * (16 + 1000)) as f64 / 1e6 / elapsed
+}
+
+/// Durable writes per second with `writers` concurrent tasks for `secs`.
+fn sync_writes(writers: u64, secs: u64) -> f64 {
+    let root = fresh(&format!("sync-{writers}"));
+    run(async move {
+        let data_dir = DataDir::open_or_create(&root, 1).unwrap();
+        let (durable, _) = DurableStore::open(&data_dir, 0, DurableConfig::default(), big_store())
+            .await
+            .unwrap();
+        let committer = Rc::new(GroupCommitter::new(durable));
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..writers)
+            .map(|writer| {
+                let committer = committer.clone();
+                spawn_local(async move {
+                    let value = [7u8; 100];
+                    let mut done = 0u64;
+                    while Instant::now() < deadline {
+                        let key = record_key(writer * 1_000_000_000 + done);
+                        committer
+                            .write(1, 128, |batch| batch.set(&key, &value))
+                            .await
+                            .unwrap();
+                        done += 1;
+                    }
+                    done
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for task in tasks {
+            total += task.await;
+        }
+        total as f64 / started.elapsed().as_secs_f64()
+    })
+}
+
+/// Builds a compacted store of `records` records in `root`.
+fn build_store(root: &Path, records: u64) {
+    let root = root.to_path_buf();
+    run(async move {
+        let data_dir = DataDir::open_or_create(&root, 1).unwrap();
+        let config = DurableConfig {
+            durability: Durability::Async {
+                flush_interval_ms: 1000,
+            },
+            file_commits_max: u64::MAX,
+            ..DurableConfig::default()
+        };
+        let (mut durable, _) = DurableStore::open(&data_dir, 0, config, big_store())
+            .await
+            .unwrap();
+        let batch_records = 50_000;
+        let mut next = 0;
+        while next < records {
+            let end = (next + batch_records).min(records);
+            let mut batch = durable
+                .store_mut()
+                .new_batch((end - next) as usize, ((end - next) * 48) as usize)
+                .unwrap();
+            for i in next..end {
+                batch.set(&record_key(i), &redis_value(i)).unwrap();
+            }
+            next = end;
+            durable.commit(batch).await.unwrap();
+        }
+        durable.flush().await.unwrap();
+        durable.store_mut().compact();
+        durable.compact().await.unwrap();
+        assert_eq!(durable.store().len() as u64, records);
+    });
+}
+
+/// Seconds to reopen the store in `root`.
+fn reopen(root: &Path, records: u64) -> f64 {
+    let root = root.to_path_buf();
+    run(async move {
+        let data_dir = DataDir::open_or_create(&root, 1).unwrap();
+        let started = Instant::now();
+        let (durable, _) = DurableStore::open(&data_dir, 0, DurableConfig::default(), big_store())
+            .await
+            .unwrap();
+        let elapsed = started.elapsed().as_secs_f64();
+        assert_eq!(durable.store().len() as u64, records);
+        elapsed
+    })
+}
+
+/// A redis-server of this benchmark's, stopped on drop.
+struct Redis {
+    child: std::process::Child,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn redis_start(dir: &Path, port: u64, aof: bool) -> Redis {
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--dir", dir.to_str().unwrap(), "--dbfilename", "dump.rdb"])
+        .args(["--appendonly", if aof { "yes" } else { "no" }])
+        .args(["--aof-use-rdb-preamble", "no", "--logfile", "redis.log"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let redis = Redis { child };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !redis_cli(port, &["PING"]).contains("PONG") {
+        assert!(Instant::now() < deadline, "redis did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    redis
+}
+
+fn redis_cli(port: u64, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Loads `records` records into a fresh redis in `dir` (AOF or RDB) and
+/// stops it cleanly, leaving the file behind.
+fn redis_prepare(dir: &Path, port: u64, records: u64, aof: bool) {
+    let redis = redis_start(dir, port, aof);
+    let mut pipe = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "--pipe"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        let mut input = std::io::BufWriter::new(pipe.stdin.take().unwrap());
+        for i in 0..records {
+            input.write_all(b"*3\r\n$3\r\nSET\r\n$16\r\n").unwrap();
+            input.write_all(&record_key(i)).unwrap();
+            input.write_all(b"\r\n$32\r\n").unwrap();
+            input.write_all(&redis_value(i)).unwrap();
+            input.write_all(b"\r\n").unwrap();
+        }
+    }
+    assert!(pipe.wait().unwrap().success());
+    assert_eq!(redis_cli(port, &["DBSIZE"]).trim(), records.to_string());
+    if !aof {
+        assert!(redis_cli(port, &["SAVE"]).contains("OK"));
+    }
+    // Let appendfsync everysec write the last second before stopping.
+    std::thread::sleep(Duration::from_secs(2));
+    drop(redis);
+}
+
+/// Seconds redis reports for loading its data at start-up.
+fn redis_load_secs(dir: &Path, port: u64, aof: bool, records: u64) -> f64 {
+    let log = dir.join("redis.log");
+    let _ = std::fs::remove_file(&log);
+    let redis = redis_start(dir, port, aof);
+    assert_eq!(redis_cli(port, &["DBSIZE"]).trim(), records.to_string());
+    drop(redis);
+    let text = std::fs::read_to_string(&log).unwrap();
+    // "DB loaded from disk: 5.123 seconds" (RDB) or
+    // "DB loaded from append only file: 5.123 seconds" (AOF).
+    let line = text
+        .lines()
+        .find(|l| l.contains("DB loaded from"))
+        .unwrap_or_else(|| panic!("no load line in {}", log.display()));
+    line.rsplit(": ")
+        .next()
+        .unwrap()
+        .trim_end_matches(" seconds")
+        .parse()
+        .unwrap()
+}
+
+fn main() {
+    // `cargo test --all-targets` runs this binary without `--bench`: the
+    // figures take minutes, so only `cargo bench` measures.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("durable benchmarks run under `cargo bench --bench durable`");
+        return;
+    }
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let all = args.is_empty();
+    let wants = |name: &str| all || args.iter().any(|a| a == name);
+    let runs = env_u64("TESSERA_BENCH_RUNS", 3);
+    let records = env_u64("TESSERA_BENCH_RECORDS", 10_000_000);
+    let ingest_mb = env_u64("TESSERA_BENCH_INGEST_MB", 1024);
+    let port = env_u64("TESSERA_BENCH_REDIS_PORT", 7390);
+
+    if wants("disk") || wants("async") {
+        let mut disk = Vec::new();
+        let mut ingest = Vec::new();
+        let mut memory = Vec::new();
+        for _ in 0..runs {
+            // Interleaved so all three see the same machine noise.
+            disk.push(disk_bandwidth(ingest_mb));
+            ingest.push(async_ingest(ingest_mb));
+            memory.push(memory_ingest(ingest_mb));
+        }
+        let (disk, ingest, memory) = (median(disk), median(ingest), median(memory));
+        println!("disk O_DIRECT sequential write (dd, {ingest_mb} MiB): median {disk:.0} MB/s");
+        println!("in-memory ingest, same records, no persistence: median {memory:.0} MB/s");
+        println!(
+            "async ingest ({ingest_mb} MB of 16 B keys + 1000 B values): median {ingest:.0} MB/s = {:.0}% of the disk",
+            ingest / disk * 100.0
+        );
+    }
+    if wants("sync") {
+        for writers in [1, 16, 256] {
+            let rates: Vec<f64> = (0..runs).map(|_| sync_writes(writers, 3)).collect();
+            println!(
+                "sync writes, {writers} concurrent writers, one core: median {:.0} writes/s",
+                median(rates)
+            );
+        }
+    }
+    if wants("reopen") {
+        let root = fresh("reopen");
+        build_store(&root, records);
+        let bytes: u64 = std::fs::read_dir(root.join("core-0"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        let times: Vec<f64> = (0..runs).map(|_| reopen(&root, records)).collect();
+        println!(
+            "tessera reopen, {records} records ({:.0} MB file, page cache warm): median {:.2} s",
+            bytes as f64 / 1e6,
+            median(times)
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+    if wants("redis") {
+        for aof in [false, true] {
+            let dir = fresh(if aof { "redis-aof" } else { "redis-rdb" });
+            redis_prepare(&dir, port, records, aof);
+            let times: Vec<f64> = (0..runs)
+                .map(|_| redis_load_secs(&dir, port, aof, records))
+                .collect();
+            println!(
+                "redis-server loading {} of {records} records: median {:.2} s",
+                if aof { "an AOF" } else { "an RDB" },
+                median(times)
+            );
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+}

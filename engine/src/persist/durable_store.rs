@@ -1,0 +1,502 @@
+//! A core's store made durable: a [`Store`] plus its segment log.
+//!
+//! Every batch the store applies becomes one segment, and every segment is
+//! persisted as one commit of the log. The store is the only copy readers
+//! use: batches applied since open live in pooled memory, segments recovered
+//! at open are served from the file mapping, and `get`/`range` run the same
+//! code over both (moss).
+//!
+//! - `sync` ([`Durability::Sync`]): [`DurableStore::commit`] applies the
+//!   batch, writes its segment and fdatasyncs before returning. If the disk
+//!   fails, the segment is popped off the stack again, so an unacknowledged
+//!   write is never served after the error is returned. (While the sync is
+//!   in flight other tasks of the core may already read the batch, as Redis
+//!   clients may read a write whose AOF fsync is pending.) Group commit is
+//!   the caller's batch: the command layer puts every write of one network
+//!   round into one batch, so a round costs one segment and one fdatasync
+//!   however many connections wrote.
+//! - `async` ([`Durability::Async`]): `commit` only applies; applied
+//!   segments are written by [`DurableStore::flush`] (a timer every
+//!   `flush_interval_ms`, and shutdown), and inline by `commit` once the
+//!   oldest unpersisted batch is older than the interval or
+//!   [`UNPERSISTED_SEGMENTS_MAX`] are pending. On a disk error they stay
+//!   pending and are retried; once the pending limit is reached new batches
+//!   are refused, which is the back-pressure a full disk exerts.
+//!
+//! Unpersisted segments are always the top of the stack: a maintenance
+//! step persists them before it lets the merger run (a merge could mix them
+//! with persisted ones), and `commit` persists them before an apply that
+//! would trigger the engine's write-stall merge.
+//!
+//! Compaction (the merger's output made durable): when the live file holds
+//! more dead bytes than [`DurableConfig::compaction_dead_percent`] allows (and
+//! at least `compaction_min_bytes`), or more than `file_commits_max`
+//! commits, [`DurableStore::maintenance_step`] rewrites the store's current
+//! stack into a new file (see `segment_log` for the crash-safe order), one
+//! DMA write of at most 1 MiB per step, while commits keep going to the live
+//! file and the merger keeps running. The copy is of a snapshot of the
+//! stack. At the end, the current stack from the first segment that differs
+//! from the snapshot (new commits, merge outputs) is appended to the new
+//! file, which is then installed. That is exact because only merges that
+//! reach the bottom of the stack drop tombstones; when one happened during
+//! the copy, the copy is discarded and starts over.
+
+use std::path::Path;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use memmap2::Mmap;
+
+use crate::{Batch, Snapshot, Store, StoreConfig, STACK_HEIGHT_LIMIT};
+
+use super::compaction::CompactionWriter;
+use super::data_dir::DataDir;
+use super::error::PersistError;
+use super::file_io::{DmaLayer, FileLayer, LogFile};
+use super::format::{commit_bytes, FILE_HEADER_BLOCK_BYTES};
+use super::segment_log::{RecoveryReport, SegmentLog};
+
+pub const FLUSH_INTERVAL_MS_DEFAULT: u64 = 10;
+pub const FLUSH_INTERVAL_MS_MAX: u64 = 60_000;
+/// Most applied-but-unpersisted segments in async mode.
+pub const UNPERSISTED_SEGMENTS_MAX: usize = 16;
+const _: () = assert!(UNPERSISTED_SEGMENTS_MAX * 2 < STACK_HEIGHT_LIMIT);
+
+/// When acknowledged writes are durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Acknowledged after write + fdatasync of the segment holding them.
+    #[default]
+    Sync,
+    /// Acknowledged after the in-memory apply; durable within the interval.
+    Async { flush_interval_ms: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DurableConfig {
+    pub durability: Durability,
+    /// Open a damaged file by keeping what precedes the damage (reported).
+    pub tolerant: bool,
+    /// Files smaller than this are never compacted for dead bytes.
+    pub compaction_min_bytes: u64,
+    /// Compact when dead bytes exceed this percentage of the file.
+    pub compaction_dead_percent: u64,
+    /// Compact when the file holds more commits than this, which bounds the
+    /// segments recovery has to push and merge.
+    pub file_commits_max: u64,
+}
+
+impl Default for DurableConfig {
+    fn default() -> Self {
+        DurableConfig {
+            durability: Durability::Sync,
+            tolerant: false,
+            compaction_min_bytes: 64 << 20,
+            compaction_dead_percent: 50,
+            file_commits_max: 1024,
+        }
+    }
+}
+
+/// A slice of a file mapping, as the engine's external segment storage.
+struct MappedSlice {
+    map: Rc<Mmap>,
+    start: usize,
+    end: usize,
+}
+
+impl AsRef<[u8]> for MappedSlice {
+    fn as_ref(&self) -> &[u8] {
+        &self.map[self.start..self.end]
+    }
+}
+
+/// One core's durable store. `!Send`: it lives on its core's executor.
+pub struct DurableStore<L: FileLayer = DmaLayer> {
+    store: Store,
+    log: SegmentLog<L>,
+    config: DurableConfig,
+    /// Segments on top of the stack applied but not yet in the log.
+    unpersisted: usize,
+    /// When the oldest of them was applied.
+    unpersisted_since: Option<Instant>,
+    /// A compaction advancing one chunk per maintenance step.
+    compaction: Option<CompactionJob<L::File>>,
+}
+
+/// A compaction in progress: the stack as it was when it started, and how
+/// far its copy has got.
+struct CompactionJob<F: LogFile> {
+    writer: CompactionWriter<F>,
+    snapshot: Snapshot,
+    next_segment: usize,
+    /// Sequence number of the segment being written (reserved at its start).
+    seq: Option<u64>,
+}
+
+impl DurableStore<DmaLayer> {
+    /// Opens core `core`'s store in `data_dir`, recovering its files.
+    pub async fn open(
+        data_dir: &DataDir,
+        core: u32,
+        config: DurableConfig,
+        store_config: StoreConfig,
+    ) -> Result<(Self, RecoveryReport), PersistError> {
+        Self::open_with(
+            DmaLayer,
+            &data_dir.core_dir(core),
+            core,
+            config,
+            store_config,
+        )
+        .await
+    }
+}
+
+impl<L: FileLayer> DurableStore<L> {
+    /// [`DurableStore::open`] on a chosen file layer and core directory.
+    pub async fn open_with(
+        layer: L,
+        core_dir: &Path,
+        core: u32,
+        config: DurableConfig,
+        store_config: StoreConfig,
+    ) -> Result<(Self, RecoveryReport), PersistError> {
+        if let Durability::Async { flush_interval_ms } = config.durability {
+            if !(1..=FLUSH_INTERVAL_MS_MAX).contains(&flush_interval_ms) {
+                return Err(PersistError::InvalidConfig {
+                    field: "flush_interval_ms",
+                    value: flush_interval_ms,
+                    max: FLUSH_INTERVAL_MS_MAX,
+                });
+            }
+        }
+        if config.compaction_dead_percent > 100 {
+            return Err(PersistError::InvalidConfig {
+                field: "compaction_dead_percent",
+                value: config.compaction_dead_percent,
+                max: 100,
+            });
+        }
+        let mut store = Store::new(store_config).map_err(PersistError::Engine)?;
+        let (log, mapped, report) =
+            SegmentLog::open(layer, core_dir, core, config.tolerant).await?;
+        for index in 0..mapped.len() {
+            let extent = *mapped.extent(index);
+            let map = mapped.map().expect("segments imply a mapping");
+            let slice = |offset: u64, bytes: u64| -> Rc<dyn AsRef<[u8]>> {
+                Rc::new(MappedSlice {
+                    map: map.clone(),
+                    start: offset as usize,
+                    end: (offset + bytes) as usize,
+                })
+            };
+            // The engine re-validates every record (bounds, ops, order)
+            // before it serves a byte of it.
+            store
+                .push_external_segment(
+                    slice(extent.data_offset, extent.data_bytes),
+                    slice(extent.meta_offset, extent.meta_bytes),
+                )
+                .map_err(|error| PersistError::Rejected {
+                    file: log.path().to_path_buf(),
+                    offset: extent.meta_offset,
+                    error,
+                })?;
+        }
+        let durable = DurableStore {
+            store,
+            log,
+            config,
+            unpersisted: 0,
+            unpersisted_since: None,
+            compaction: None,
+        };
+        Ok((durable, report))
+    }
+
+    /// Reads go straight to the store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// For batches, the clock and reads; writes applied directly to the
+    /// store are not persisted: use [`DurableStore::commit`].
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    pub fn config(&self) -> &DurableConfig {
+        &self.config
+    }
+
+    /// Bytes of the live segment file.
+    pub fn file_bytes(&self) -> u64 {
+        self.log.file_bytes()
+    }
+
+    /// Commits (segments) in the live file since it was created.
+    pub fn file_commits(&self) -> u64 {
+        self.log.commits()
+    }
+
+    /// Applied batches not yet durable (always 0 in sync mode between calls).
+    pub fn unpersisted_segments(&self) -> usize {
+        self.unpersisted
+    }
+
+    /// Applies `batch` and, in sync mode, makes it durable before returning.
+    /// On error the batch is not applied (sync) or not accepted (async).
+    pub async fn commit(&mut self, batch: Batch) -> Result<(), PersistError> {
+        if self.unpersisted >= UNPERSISTED_SEGMENTS_MAX {
+            // Async back-pressure: a full or failing disk refuses new writes
+            // instead of buffering without bound.
+            self.flush().await?;
+        }
+        let height_before = self.store.stats().height;
+        if self.unpersisted > 0 && height_before + 1 >= STACK_HEIGHT_LIMIT {
+            // The engine is about to stall on a merge that could take in
+            // the unpersisted segments: make them durable first.
+            self.flush().await?;
+        }
+        self.store.apply(batch).map_err(PersistError::Engine)?;
+        if self.store.stats().height == height_before {
+            return Ok(()); // an empty batch adds no segment
+        }
+        self.unpersisted += 1;
+        self.unpersisted_since.get_or_insert_with(Instant::now);
+        match self.config.durability {
+            Durability::Sync => {
+                let result = self.persist_pending().await;
+                if result.is_err() {
+                    // Not acknowledged, so never served.
+                    while self.unpersisted > 0 {
+                        assert!(self.store.pop_newest_segment());
+                        self.unpersisted -= 1;
+                    }
+                    self.unpersisted_since = None;
+                }
+                result
+            }
+            Durability::Async { .. } => {
+                if self.flush_due(Instant::now()) {
+                    // The write is acknowledged whatever the disk says; a
+                    // failure is retried by the next flush.
+                    let _ = self.persist_pending().await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether async mode owes the disk a flush at `now`.
+    pub fn flush_due(&self, now: Instant) -> bool {
+        match (self.config.durability, self.unpersisted_since) {
+            (Durability::Async { flush_interval_ms }, Some(since)) => {
+                now.duration_since(since) >= Duration::from_millis(flush_interval_ms)
+            }
+            _ => false,
+        }
+    }
+
+    /// Persists every batch applied so far (async mode timer and shutdown).
+    pub async fn flush(&mut self) -> Result<(), PersistError> {
+        self.persist_pending().await
+    }
+
+    /// How often async mode wants [`DurableStore::flush`] called (the
+    /// server's timer); `None` in sync mode.
+    pub fn flush_interval(&self) -> Option<Duration> {
+        match self.config.durability {
+            Durability::Sync => None,
+            Durability::Async { flush_interval_ms } => {
+                Some(Duration::from_millis(flush_interval_ms))
+            }
+        }
+    }
+
+    /// Clean shutdown: persists everything applied, then closes the file.
+    /// Dropping without `close` in async mode loses what was not flushed,
+    /// exactly as a crash would.
+    pub async fn close(mut self) -> Result<(), PersistError> {
+        self.compaction_abandon().await;
+        self.persist_pending().await?;
+        self.log.close().await
+    }
+
+    /// Bounded background work: flush what is due, then either advance the
+    /// merger or the compaction (one write per step), or start a compaction
+    /// when the file has grown too much (see module docs).
+    pub async fn maintenance_step(&mut self, budget: Duration) -> Result<(), PersistError> {
+        let deadline = Instant::now() + budget;
+        // Flush when due, or when a merge waits for the pending segments
+        // (merges never touch unpersisted ones); not on every step, which
+        // would cost an fdatasync per batch.
+        let merge_waits = self.store.merge_needed() && self.unpersisted > 0;
+        if merge_waits || self.flush_due(Instant::now()) {
+            self.persist_pending().await?;
+        }
+        if self.store.merge_needed() {
+            self.store.merge_step(budget);
+        }
+        if self.compaction.is_none() && self.compaction_due() {
+            self.persist_pending().await?;
+            let writer = self.log.compaction_start().await?;
+            self.compaction = Some(CompactionJob {
+                writer,
+                snapshot: self.store.snapshot(),
+                next_segment: 0,
+                seq: None,
+            });
+        }
+        if self.compaction.is_some() {
+            self.compaction_step(deadline).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether a compaction is under way.
+    pub fn compacting(&self) -> bool {
+        self.compaction.is_some()
+    }
+
+    async fn compaction_step(&mut self, deadline: Instant) -> Result<(), PersistError> {
+        loop {
+            let job = self.compaction.as_mut().expect("a compaction runs");
+            if common_prefix(&self.store.snapshot(), &job.snapshot) == 0
+                && job.snapshot.height() > 0
+            {
+                // A merge reached the bottom of the stack, where it drops
+                // tombstones: the copy would resurrect what they deleted.
+                // Start over later.
+                let job = self.compaction.take().expect("a compaction runs");
+                self.log.compaction_discard(job.writer).await;
+                return Ok(());
+            }
+            if job.next_segment == job.snapshot.height() {
+                return self.compaction_finish().await;
+            }
+            let (data, meta) = job
+                .snapshot
+                .segments()
+                .nth(job.next_segment)
+                .expect("segment in snapshot");
+            let seq = *job.seq.get_or_insert_with(|| self.log.reserve_seq());
+            match job.writer.write_step(seq, meta, data).await {
+                Ok(true) => {
+                    job.next_segment += 1;
+                    job.seq = None;
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    let job = self.compaction.take().expect("a compaction runs");
+                    self.log.compaction_discard(job.writer).await;
+                    return Err(error);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Copies the segments committed since the compaction started, then
+    /// installs the new file.
+    async fn compaction_finish(&mut self) -> Result<(), PersistError> {
+        self.persist_pending().await?;
+        let mut job = self.compaction.take().expect("a compaction runs");
+        let current = self.store.snapshot();
+        // Merges above the bottom keep tombstones and newest versions, so
+        // appending the stack from the first segment that differs from the
+        // copy gives the new file the current contents (the stale copies
+        // below it are shadowed, and dead bytes for the next compaction).
+        let unchanged = common_prefix(&current, &job.snapshot);
+        if unchanged == 0 && job.snapshot.height() > 0 {
+            self.log.compaction_discard(job.writer).await;
+            return Ok(());
+        }
+        for (data, meta) in current.segments().skip(unchanged) {
+            let seq = self.log.reserve_seq();
+            if let Err(error) = job.writer.write_segment(seq, meta, data).await {
+                self.log.compaction_discard(job.writer).await;
+                return Err(error);
+            }
+        }
+        self.log.compaction_install(job.writer).await
+    }
+
+    async fn compaction_abandon(&mut self) {
+        if let Some(job) = self.compaction.take() {
+            self.log.compaction_discard(job.writer).await;
+        }
+    }
+
+    /// Drops every record (FLUSHDB), durably: the file is replaced by an
+    /// empty one.
+    pub async fn clear(&mut self) -> Result<(), PersistError> {
+        self.compaction_abandon().await;
+        self.persist_pending().await?;
+        self.log.rewrite(std::iter::empty()).await?;
+        self.store.clear();
+        Ok(())
+    }
+
+    /// Rewrites the whole stack into a new file now, in one go.
+    pub async fn compact(&mut self) -> Result<(), PersistError> {
+        self.compaction_abandon().await;
+        self.persist_pending().await?;
+        let snapshot = self.store.snapshot();
+        self.log
+            .rewrite(snapshot.segments().map(|(data, meta)| (meta, data)))
+            .await
+    }
+
+    /// Dead bytes over the threshold, or too many commits.
+    pub fn compaction_due(&self) -> bool {
+        if self.compaction.is_some() {
+            return false;
+        }
+        let file = self.log.file_bytes();
+        if self.log.commits() > self.config.file_commits_max {
+            return true;
+        }
+        if file < self.config.compaction_min_bytes {
+            return false;
+        }
+        let snapshot = self.store.snapshot();
+        let live: u64 = FILE_HEADER_BLOCK_BYTES
+            + snapshot
+                .segments()
+                .map(|(data, meta)| commit_bytes(meta.len() as u64 * 8, data.len() as u64))
+                .sum::<u64>();
+        let dead = file.saturating_sub(live);
+        dead * 100 > file * self.config.compaction_dead_percent
+    }
+
+    async fn persist_pending(&mut self) -> Result<(), PersistError> {
+        if self.unpersisted == 0 {
+            return Ok(());
+        }
+        let snapshot = self.store.snapshot();
+        let height = snapshot.height();
+        assert!(self.unpersisted <= height);
+        let pending = snapshot
+            .segments()
+            .skip(height - self.unpersisted)
+            .map(|(data, meta)| (meta, data));
+        self.log.append_all(pending).await?;
+        self.unpersisted = 0;
+        self.unpersisted_since = None;
+        Ok(())
+    }
+}
+
+/// How many of the oldest segments `a` and `b` share (same buffers).
+fn common_prefix(a: &Snapshot, b: &Snapshot) -> usize {
+    a.segments()
+        .zip(b.segments())
+        .take_while(|((data_a, meta_a), (data_b, meta_b))| {
+            std::ptr::eq(*data_a, *data_b) && std::ptr::eq(*meta_a, *meta_b)
+        })
+        .count()
+}

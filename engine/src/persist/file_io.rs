@@ -1,0 +1,261 @@
+//! The file layer: the only place that talks to the disk for writing.
+//!
+//! [`FileLayer`] is a trait so tests can interpose [`FaultyLayer`], which
+//! wraps the real glommio layer and fails chosen operations with ENOSPC or
+//! EIO, or tears a write short; everything above it runs unchanged. The real
+//! layer, [`DmaLayer`], opens O_DIRECT `DmaFile`s read+write through
+//! `OpenOptions` (glommio 0.9's `DmaFile::create` opens write-only, which
+//! also disables IOPOLL) and submits through the core's own io_uring.
+//!
+//! Directory operations (rename, remove, directory fsync) are rare (open and
+//! compaction) and go through glommio's async helpers too, so no blocking
+//! system call runs on the executor on the write path.
+
+use std::cell::RefCell;
+use std::io;
+use std::path::Path;
+use std::rc::Rc;
+
+use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
+
+/// Creates and manipulates segment files for one core.
+#[allow(async_fn_in_trait)]
+pub trait FileLayer {
+    type File: LogFile;
+    /// Opens `path` read+write for O_DIRECT appends, creating it when asked.
+    async fn open(&self, path: &Path, create: bool) -> io::Result<Self::File>;
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    async fn remove(&self, path: &Path) -> io::Result<()>;
+    /// fsync of a directory, making renames, creations and removals durable.
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// One open segment file.
+#[allow(async_fn_in_trait)]
+pub trait LogFile {
+    /// Writes must start and end on multiples of this.
+    fn alignment(&self) -> u64;
+    fn alloc_buffer(&self, len: usize) -> DmaBuffer;
+    /// Writes the whole of `buf` at `pos` (both aligned); a short write is an
+    /// error, because a commit is only useful whole.
+    async fn write_at(&self, buf: Rc<DmaBuffer>, pos: u64) -> io::Result<()>;
+    async fn fdatasync(&self) -> io::Result<()>;
+    async fn truncate(&self, len: u64) -> io::Result<()>;
+    async fn close(self) -> io::Result<()>;
+}
+
+/// The production layer: glommio `DmaFile`s on the core's io_uring.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DmaLayer;
+
+impl FileLayer for DmaLayer {
+    type File = DmaFile;
+
+    async fn open(&self, path: &Path, create: bool) -> io::Result<DmaFile> {
+        Ok(OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .dma_open(path)
+            .await?)
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        Ok(glommio::io::rename(from, to).await?)
+    }
+
+    async fn remove(&self, path: &Path) -> io::Result<()> {
+        Ok(glommio::io::remove(path).await?)
+    }
+
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let dir = glommio::io::Directory::open(dir).await?;
+        dir.sync().await?;
+        Ok(dir.close().await?)
+    }
+}
+
+impl LogFile for DmaFile {
+    fn alignment(&self) -> u64 {
+        DmaFile::alignment(self)
+    }
+
+    fn alloc_buffer(&self, len: usize) -> DmaBuffer {
+        self.alloc_dma_buffer(len)
+    }
+
+    async fn write_at(&self, buf: Rc<DmaBuffer>, pos: u64) -> io::Result<()> {
+        let len = buf.len();
+        let written = self.write_rc_at(buf, pos).await?;
+        if written != len {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write: {written} of {len} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn fdatasync(&self) -> io::Result<()> {
+        Ok(DmaFile::fdatasync(self).await?)
+    }
+
+    async fn truncate(&self, len: u64) -> io::Result<()> {
+        Ok(DmaFile::truncate(self, len).await?)
+    }
+
+    async fn close(self) -> io::Result<()> {
+        Ok(DmaFile::close(self).await?)
+    }
+}
+
+/// What [`FaultyLayer`] does to the next matching operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Fail the next write with this errno, writing nothing.
+    Write(i32),
+    /// Fail the next fdatasync with this errno (the data may be on disk).
+    Sync(i32),
+    /// Write only the first `bytes` of the next write, then fail with EIO:
+    /// what a power cut mid-write leaves behind.
+    TornWrite { bytes: usize },
+}
+
+/// Fault plan shared between a test and the files it opened.
+#[derive(Clone, Debug, Default)]
+pub struct FaultPlan {
+    inner: Rc<RefCell<FaultState>>,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    /// Faults fire in order; `sticky` keeps the last one firing (a full disk
+    /// stays full until the test frees it).
+    pending: Vec<Fault>,
+    sticky: Option<Fault>,
+    fired: u64,
+}
+
+impl FaultPlan {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues a fault that fires once.
+    pub fn inject(&self, fault: Fault) {
+        self.inner.borrow_mut().pending.push(fault);
+    }
+
+    /// Makes a fault fire on every matching operation until [`clear`].
+    ///
+    /// [`clear`]: FaultPlan::clear
+    pub fn inject_always(&self, fault: Fault) {
+        self.inner.borrow_mut().sticky = Some(fault);
+    }
+
+    pub fn clear(&self) {
+        let mut state = self.inner.borrow_mut();
+        state.pending.clear();
+        state.sticky = None;
+    }
+
+    /// How many faults have fired so far.
+    pub fn fired(&self) -> u64 {
+        self.inner.borrow().fired
+    }
+
+    fn take(&self, matches: impl Fn(&Fault) -> bool) -> Option<Fault> {
+        let mut state = self.inner.borrow_mut();
+        if let Some(fault) = state.sticky.filter(|f| matches(f)) {
+            state.fired += 1;
+            return Some(fault);
+        }
+        let index = state.pending.iter().position(matches)?;
+        state.fired += 1;
+        Some(state.pending.remove(index))
+    }
+}
+
+/// The real DMA layer with faults injected as a [`FaultPlan`] says.
+#[derive(Clone, Debug, Default)]
+pub struct FaultyLayer {
+    pub plan: FaultPlan,
+}
+
+pub struct FaultyFile {
+    file: DmaFile,
+    plan: FaultPlan,
+}
+
+impl FileLayer for FaultyLayer {
+    type File = FaultyFile;
+
+    async fn open(&self, path: &Path, create: bool) -> io::Result<FaultyFile> {
+        Ok(FaultyFile {
+            file: DmaLayer.open(path, create).await?,
+            plan: self.plan.clone(),
+        })
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        DmaLayer.rename(from, to).await
+    }
+
+    async fn remove(&self, path: &Path) -> io::Result<()> {
+        DmaLayer.remove(path).await
+    }
+
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        DmaLayer.sync_dir(dir).await
+    }
+}
+
+impl LogFile for FaultyFile {
+    fn alignment(&self) -> u64 {
+        self.file.alignment()
+    }
+
+    fn alloc_buffer(&self, len: usize) -> DmaBuffer {
+        self.file.alloc_dma_buffer(len)
+    }
+
+    async fn write_at(&self, buf: Rc<DmaBuffer>, pos: u64) -> io::Result<()> {
+        let fault = self
+            .plan
+            .take(|f| matches!(f, Fault::Write(_) | Fault::TornWrite { .. }));
+        match fault {
+            Some(Fault::Write(errno)) => Err(io::Error::from_raw_os_error(errno)),
+            Some(Fault::TornWrite { bytes }) => {
+                let keep = glommio_align_down(bytes as u64, self.file.alignment()) as usize;
+                if keep > 0 {
+                    let mut partial = self.file.alloc_dma_buffer(keep);
+                    partial
+                        .as_bytes_mut()
+                        .copy_from_slice(&buf.as_bytes()[..keep]);
+                    LogFile::write_at(&self.file, Rc::new(partial), pos).await?;
+                }
+                Err(io::Error::from_raw_os_error(libc::EIO))
+            }
+            _ => LogFile::write_at(&self.file, buf, pos).await,
+        }
+    }
+
+    async fn fdatasync(&self) -> io::Result<()> {
+        if let Some(Fault::Sync(errno)) = self.plan.take(|f| matches!(f, Fault::Sync(_))) {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        LogFile::fdatasync(&self.file).await
+    }
+
+    async fn truncate(&self, len: u64) -> io::Result<()> {
+        LogFile::truncate(&self.file, len).await
+    }
+
+    async fn close(self) -> io::Result<()> {
+        LogFile::close(self.file).await
+    }
+}
+
+fn glommio_align_down(value: u64, align: u64) -> u64 {
+    value / align * align
+}

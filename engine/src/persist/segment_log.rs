@@ -1,0 +1,621 @@
+//! One core's append-only segment log: the live file, its writer, and the
+//! open/recover/compact life cycle of the files in the core's directory.
+//!
+//! Files are named `seg-<file_seq as 16 hex digits>.tsr`; the highest number
+//! is the live file. Compaction writes `seg-<n+1>.tsr.tmp`, fdatasyncs it,
+//! renames it to `seg-<n+1>.tsr`, fsyncs the directory and only then removes
+//! `seg-<n>.tsr` (the ALICE ordering). A crash between any two steps leaves
+//! either the old file as the highest complete one (the `.tmp` is deleted on
+//! open) or both (the older one is deleted on open): never a state without
+//! every acknowledged commit.
+//!
+//! Writes stream a commit through DMA buffers of at most
+//! [`WRITE_CHUNK_BYTES`] from the ring's registered `io_memory` arena, so a
+//! commit of any size needs no heap buffer of its size. After a failed write
+//! or sync the bytes past the last good commit are unknown, so the next
+//! append first truncates back to it; a commit that failed is reported
+//! failed and never becomes acknowledged.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use memmap2::{Mmap, MmapOptions};
+
+use super::compaction::CompactionWriter;
+use super::error::PersistError;
+use super::file_io::{FileLayer, LogFile};
+use super::format::{
+    EncodedCommit, FileHeader, BLOCK_BYTES, FILE_HEADER_BLOCK_BYTES, META_WORDS_PER_RECORD,
+    SEGMENT_DATA_BYTES_MAX, SEGMENT_RECORDS_MAX,
+};
+use super::recovery::{scan, DroppedRange, SegmentExtent};
+
+/// Largest single DMA write; bigger commits are written in several. With
+/// `io_memory` of at least twice this, chunk buffers come from the ring's
+/// registered arena; with less (1 MiB per executor is what RLIMIT_MEMLOCK
+/// = 8 MiB affords two cores) glommio falls back to heap buffers, which
+/// still measured faster than 256 KiB chunks from the arena (BENCHMARKS.md).
+pub const WRITE_CHUNK_BYTES: usize = 1 << 20;
+const FILE_PREFIX: &str = "seg-";
+const FILE_SUFFIX: &str = ".tsr";
+const TMP_SUFFIX: &str = ".tmp";
+
+/// What opening a core's log found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub file: PathBuf,
+    pub segments: u64,
+    pub records: u64,
+    pub last_seq: u64,
+    /// Bytes of an unfinished write cut off the end of the live file.
+    pub torn_tail_bytes: u64,
+    /// Tolerant mode only: the damaged range dropped, and where its bytes
+    /// were saved before the file was cut.
+    pub dropped: Option<DroppedRange>,
+    pub dropped_saved_to: Option<PathBuf>,
+    /// Leftovers of an interrupted compaction that were removed.
+    pub removed_files: Vec<PathBuf>,
+    pub elapsed: Duration,
+}
+
+/// The verified segments of the live file as it was at open, served
+/// straight from a read-only mapping.
+pub struct MappedSegments {
+    map: Option<Rc<Mmap>>,
+    extents: Vec<SegmentExtent>,
+}
+
+impl MappedSegments {
+    pub fn len(&self) -> usize {
+        self.extents.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.extents.is_empty()
+    }
+
+    pub fn extent(&self, index: usize) -> &SegmentExtent {
+        &self.extents[index]
+    }
+
+    /// The mapping every segment borrows from; segments built on it keep it
+    /// alive (a compacted-away file stays mapped until nothing reads it).
+    pub fn map(&self) -> Option<&Rc<Mmap>> {
+        self.map.as_ref()
+    }
+
+    /// The `meta` and `data` arrays of segment `index`, oldest first.
+    pub fn segment(&self, index: usize) -> (&[u64], &[u8]) {
+        let extent = &self.extents[index];
+        let map = self.map.as_ref().expect("segments imply a mapping");
+        let meta =
+            &map[extent.meta_offset as usize..(extent.meta_offset + extent.meta_bytes) as usize];
+        let data =
+            &map[extent.data_offset as usize..(extent.data_offset + extent.data_bytes) as usize];
+        // The mapping is page aligned and meta starts 64 bytes into a block.
+        (bytemuck::cast_slice(meta), data)
+    }
+}
+
+pub struct SegmentLog<L: FileLayer> {
+    layer: L,
+    dir: PathBuf,
+    core: u32,
+    file: Option<L::File>,
+    path: PathBuf,
+    file_seq: u64,
+    /// End of the last acknowledged commit; the next one starts here.
+    end: u64,
+    commit_index: u64,
+    last_seq: u64,
+    /// A failed write or sync may have left bytes past `end`.
+    dirty_tail: bool,
+}
+
+impl<L: FileLayer> SegmentLog<L> {
+    /// Opens (or creates) the log in `dir`, recovering the live file.
+    pub async fn open(
+        layer: L,
+        dir: &Path,
+        core: u32,
+        tolerant: bool,
+    ) -> Result<(Self, MappedSegments, RecoveryReport), PersistError> {
+        let started = Instant::now();
+        let listing = list_dir(dir)?;
+        let Some(&live_seq) = listing.complete.last() else {
+            let mut log = SegmentLog {
+                layer,
+                dir: dir.to_path_buf(),
+                core,
+                file: None,
+                path: PathBuf::new(),
+                file_seq: 0,
+                end: 0,
+                commit_index: 0,
+                last_seq: 0,
+                dirty_tail: false,
+            };
+            let mut removed_files = log.remove_leftovers(&listing, None).await?;
+            log.start_new_file(1, 0).await?;
+            removed_files.sort();
+            let report = RecoveryReport {
+                file: log.path.clone(),
+                segments: 0,
+                records: 0,
+                last_seq: 0,
+                torn_tail_bytes: 0,
+                dropped: None,
+                dropped_saved_to: None,
+                removed_files,
+                elapsed: started.elapsed(),
+            };
+            log_report(&report);
+            let mapped = MappedSegments {
+                map: None,
+                extents: Vec::new(),
+            };
+            return Ok((log, mapped, report));
+        };
+
+        let path = file_path(dir, live_seq, false);
+        let read_only = fs::File::open(&path).map_err(|e| PersistError::io("open", &path, e))?;
+        // SAFETY: segment files are only ever appended to by this core and
+        // the region recovered is never rewritten while mapped.
+        let whole =
+            unsafe { Mmap::map(&read_only) }.map_err(|e| PersistError::io("mmap", &path, e))?;
+        let scanned = scan(&whole, &path, tolerant)?;
+        drop(whole);
+        if scanned.header.core != core || scanned.header.file_seq != live_seq {
+            return Err(PersistError::Corrupted {
+                file: path,
+                offset: 0,
+                reason: "file header names another core or file number",
+            });
+        }
+
+        let file = layer
+            .open(&path, false)
+            .await
+            .map_err(|e| PersistError::io("open", &path, e))?;
+        assert_eq!(
+            BLOCK_BYTES % file.alignment(),
+            0,
+            "device blocks larger than 4 KiB"
+        );
+        let file_len = read_only
+            .metadata()
+            .map_err(|e| PersistError::io("stat", &path, e))?
+            .len();
+        let mut dropped_saved_to = None;
+        if let Some(dropped) = &scanned.dropped {
+            dropped_saved_to = Some(save_dropped(&path, &read_only, dropped)?);
+        }
+        if scanned.valid_end < file_len {
+            file.truncate(scanned.valid_end)
+                .await
+                .map_err(|e| PersistError::io("truncate", &path, e))?;
+            file.fdatasync()
+                .await
+                .map_err(|e| PersistError::io("fdatasync", &path, e))?;
+        }
+
+        let map = if scanned.segments.is_empty() {
+            None
+        } else {
+            // Prefault the whole mapping now, at open, so that reads on the
+            // executor never take a major fault (see the module docs of
+            // `persist`).
+            let map = unsafe {
+                MmapOptions::new()
+                    .len(scanned.valid_end as usize)
+                    .populate()
+                    .map(&read_only)
+            }
+            .map_err(|e| PersistError::io("mmap", &path, e))?;
+            map.advise(memmap2::Advice::WillNeed)
+                .map_err(|e| PersistError::io("madvise", &path, e))?;
+            Some(Rc::new(map))
+        };
+
+        let log = SegmentLog {
+            layer,
+            dir: dir.to_path_buf(),
+            core,
+            file: Some(file),
+            path: path.clone(),
+            file_seq: live_seq,
+            end: scanned.valid_end,
+            commit_index: scanned.segments.len() as u64,
+            last_seq: scanned.last_seq(),
+            dirty_tail: false,
+        };
+        let mut removed_files = log.remove_leftovers(&listing, Some(live_seq)).await?;
+        removed_files.sort();
+        let report = RecoveryReport {
+            file: path,
+            segments: scanned.segments.len() as u64,
+            records: scanned.segments.iter().map(|s| s.record_count).sum(),
+            last_seq: log.last_seq,
+            torn_tail_bytes: scanned.torn_tail_bytes,
+            dropped: scanned.dropped,
+            dropped_saved_to,
+            removed_files,
+            elapsed: started.elapsed(),
+        };
+        log_report(&report);
+        let mapped = MappedSegments {
+            map,
+            extents: scanned.segments,
+        };
+        Ok((log, mapped, report))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes of the live file holding acknowledged commits.
+    pub fn file_bytes(&self) -> u64 {
+        self.end
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Closes the live file (everything in it is already durable).
+    pub async fn close(mut self) -> Result<(), PersistError> {
+        match self.file.take() {
+            Some(file) => file
+                .close()
+                .await
+                .map_err(|e| PersistError::io("close", &self.path, e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Number of commits (segments) in the live file.
+    pub fn commits(&self) -> u64 {
+        self.commit_index
+    }
+
+    /// Appends one segment as a commit and makes it durable (write +
+    /// fdatasync). Returns the commit's sequence number.
+    pub async fn append(&mut self, meta: &[u64], data: &[u8]) -> Result<u64, PersistError> {
+        self.append_all([(meta, data)]).await
+    }
+
+    /// Appends each segment as its own commit, back to back, then makes them
+    /// all durable with one fdatasync (group commit). Returns the last
+    /// sequence number. On error nothing is acknowledged and the next append
+    /// starts from the same offset.
+    pub async fn append_all<'a>(
+        &mut self,
+        segments: impl IntoIterator<Item = (&'a [u64], &'a [u8])>,
+    ) -> Result<u64, PersistError> {
+        let file = self.file.as_ref().expect("log is open");
+        if self.dirty_tail {
+            file.truncate(self.end)
+                .await
+                .map_err(|e| PersistError::io("truncate", &self.path, e))?;
+            self.dirty_tail = false;
+        }
+        // Until the sync below succeeds the tail is unknown.
+        self.dirty_tail = true;
+        let (mut end, mut commit_index, mut seq) = (self.end, self.commit_index, self.last_seq);
+        for (meta, data) in segments {
+            check_limits(meta, data)?;
+            seq += 1;
+            let commit = EncodedCommit::new(seq, end, commit_index, self.file_seq, meta, data);
+            write_commit(file, &commit, end)
+                .await
+                .map_err(|e| PersistError::io("write", &self.path, e))?;
+            end += commit.len();
+            commit_index += 1;
+        }
+        file.fdatasync()
+            .await
+            .map_err(|e| PersistError::io("fdatasync", &self.path, e))?;
+        self.dirty_tail = false;
+        (self.end, self.commit_index, self.last_seq) = (end, commit_index, seq);
+        Ok(seq)
+    }
+
+    /// Reserves the next sequence number (for a compaction's commits).
+    pub fn reserve_seq(&mut self) -> u64 {
+        self.last_seq += 1;
+        self.last_seq
+    }
+
+    /// Starts a compaction: creates `seg-<n+1>.tsr.tmp` holding its header.
+    pub async fn compaction_start(&mut self) -> Result<CompactionWriter<L::File>, PersistError> {
+        let file_seq = self.file_seq + 1;
+        let tmp = file_path(&self.dir, file_seq, true);
+        let file = self.create_file(&tmp, file_seq, self.last_seq).await?;
+        Ok(CompactionWriter::new(file, tmp, file_seq, self.last_seq))
+    }
+
+    /// Makes a finished compaction's file the live one: fdatasync, rename,
+    /// fsync the directory, then remove the old file and fsync again. On an
+    /// error before the rename the old file stays live (the `.tmp` is
+    /// removed); after it, the new file is live and only cleanup failed.
+    pub async fn compaction_install(
+        &mut self,
+        writer: CompactionWriter<L::File>,
+    ) -> Result<(), PersistError> {
+        assert!(!writer.in_segment(), "install whole commits only");
+        assert!(writer.last_seq <= self.last_seq);
+        let final_path = file_path(&self.dir, writer.file_seq, false);
+        let renamed = match writer.sync().await {
+            Ok(()) => self
+                .layer
+                .rename(&writer.tmp, &final_path)
+                .await
+                .map_err(|e| PersistError::io("rename", &writer.tmp, e)),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = renamed {
+            self.compaction_discard(writer).await;
+            return Err(error);
+        }
+        let old_path = std::mem::replace(&mut self.path, final_path);
+        let old_file = self.file.replace(writer.file);
+        self.file_seq = writer.file_seq;
+        self.end = writer.end;
+        self.commit_index = writer.commit_index;
+        self.dirty_tail = false;
+        self.sync_dir().await?;
+        if let Some(old) = old_file {
+            // Everything in it is in the new file, durably.
+            let _ = old.close().await;
+        }
+        self.layer
+            .remove(&old_path)
+            .await
+            .map_err(|e| PersistError::io("remove", &old_path, e))?;
+        self.sync_dir().await
+    }
+
+    /// Abandons a compaction: closes and removes its `.tmp` file. Best
+    /// effort: a leftover `.tmp` is removed at the next open anyway.
+    pub async fn compaction_discard(&mut self, writer: CompactionWriter<L::File>) {
+        let _ = writer.file.close().await;
+        let _ = self.layer.remove(&writer.tmp).await;
+    }
+
+    /// Compaction in one go: writes `segments` (the store's live data,
+    /// oldest first) into a new file and makes it the live one.
+    pub async fn rewrite<'a>(
+        &mut self,
+        segments: impl IntoIterator<Item = (&'a [u64], &'a [u8])>,
+    ) -> Result<(), PersistError> {
+        let mut writer = self.compaction_start().await?;
+        for (meta, data) in segments {
+            let written = match check_limits(meta, data) {
+                Ok(()) => {
+                    let seq = self.reserve_seq();
+                    writer.write_segment(seq, meta, data).await
+                }
+                Err(error) => Err(error),
+            };
+            if let Err(error) = written {
+                self.compaction_discard(writer).await;
+                return Err(error);
+            }
+        }
+        self.compaction_install(writer).await
+    }
+
+    /// Creates a fresh empty live file (first open of a core directory).
+    async fn start_new_file(&mut self, file_seq: u64, base_seq: u64) -> Result<(), PersistError> {
+        self.last_seq = base_seq;
+        let tmp = file_path(&self.dir, file_seq, true);
+        let file = self.create_file(&tmp, file_seq, base_seq).await?;
+        let final_path = file_path(&self.dir, file_seq, false);
+        self.layer
+            .rename(&tmp, &final_path)
+            .await
+            .map_err(|e| PersistError::io("rename", &tmp, e))?;
+        self.file = Some(file);
+        self.path = final_path;
+        self.file_seq = file_seq;
+        self.end = FILE_HEADER_BLOCK_BYTES;
+        self.commit_index = 0;
+        self.dirty_tail = false;
+        self.sync_dir().await
+    }
+
+    /// Creates `path` holding only a file header, synced.
+    async fn create_file(
+        &self,
+        path: &Path,
+        file_seq: u64,
+        base_seq: u64,
+    ) -> Result<L::File, PersistError> {
+        let file = self
+            .layer
+            .open(path, true)
+            .await
+            .map_err(|e| PersistError::io("create", path, e))?;
+        file.truncate(0)
+            .await
+            .map_err(|e| PersistError::io("truncate", path, e))?;
+        let header = FileHeader::new(self.core, file_seq, base_seq);
+        let mut block = file.alloc_buffer(FILE_HEADER_BLOCK_BYTES as usize);
+        block.as_bytes_mut().fill(0);
+        block.as_bytes_mut()[..std::mem::size_of::<FileHeader>()]
+            .copy_from_slice(bytemuck::bytes_of(&header));
+        file.write_at(Rc::new(block), 0)
+            .await
+            .map_err(|e| PersistError::io("write", path, e))?;
+        file.fdatasync()
+            .await
+            .map_err(|e| PersistError::io("fdatasync", path, e))?;
+        Ok(file)
+    }
+
+    async fn sync_dir(&self) -> Result<(), PersistError> {
+        self.layer
+            .sync_dir(&self.dir)
+            .await
+            .map_err(|e| PersistError::io("fsync dir", &self.dir, e))
+    }
+
+    /// Removes `.tmp` files and files older than the live one: the unfinished
+    /// or unfinished-cleanup steps of a compaction a crash interrupted.
+    async fn remove_leftovers(
+        &self,
+        listing: &Listing,
+        live_seq: Option<u64>,
+    ) -> Result<Vec<PathBuf>, PersistError> {
+        let mut removed = Vec::new();
+        for &seq in &listing.tmp {
+            removed.push(file_path(&self.dir, seq, true));
+        }
+        for &seq in &listing.complete {
+            if Some(seq) != live_seq {
+                removed.push(file_path(&self.dir, seq, false));
+            }
+        }
+        for path in &removed {
+            self.layer
+                .remove(path)
+                .await
+                .map_err(|e| PersistError::io("remove", path, e))?;
+        }
+        if !removed.is_empty() {
+            self.sync_dir().await?;
+        }
+        Ok(removed)
+    }
+}
+
+/// Operators learn from the log what recovery cut or dropped.
+fn log_report(report: &RecoveryReport) {
+    if report.torn_tail_bytes > 0 {
+        tracing::warn!(
+            file = %report.file.display(),
+            torn_tail_bytes = report.torn_tail_bytes,
+            "cut an unfinished write off the end of the segment file"
+        );
+    }
+    if let Some(dropped) = &report.dropped {
+        tracing::error!(
+            file = %report.file.display(),
+            offset = dropped.offset,
+            bytes = dropped.bytes,
+            cause = %dropped.cause,
+            commits = dropped.commits_identified,
+            records = dropped.records_identified,
+            seq_first = ?dropped.seq_first,
+            seq_last = ?dropped.seq_last,
+            saved_to = ?report.dropped_saved_to,
+            "tolerant open dropped damaged data"
+        );
+    }
+    for path in &report.removed_files {
+        tracing::info!(file = %path.display(), "removed leftover of an interrupted compaction");
+    }
+}
+
+/// A segment the format cannot describe is refused before any byte is written.
+fn check_limits(meta: &[u64], data: &[u8]) -> Result<(), PersistError> {
+    let records = meta.len() as u64 / META_WORDS_PER_RECORD;
+    if records > SEGMENT_RECORDS_MAX {
+        return Err(PersistError::SegmentTooLarge {
+            what: "records",
+            len: records,
+            max: SEGMENT_RECORDS_MAX,
+        });
+    }
+    if data.len() as u64 > SEGMENT_DATA_BYTES_MAX {
+        return Err(PersistError::SegmentTooLarge {
+            what: "data bytes",
+            len: data.len() as u64,
+            max: SEGMENT_DATA_BYTES_MAX,
+        });
+    }
+    Ok(())
+}
+
+async fn write_commit<F: LogFile>(
+    file: &F,
+    commit: &EncodedCommit<'_>,
+    start: u64,
+) -> std::io::Result<()> {
+    let mut written = 0u64;
+    while written < commit.len() {
+        let chunk = (commit.len() - written).min(WRITE_CHUNK_BYTES as u64);
+        let mut buf = file.alloc_buffer(chunk as usize);
+        commit.fill(written, buf.as_bytes_mut());
+        file.write_at(Rc::new(buf), start + written).await?;
+        written += chunk;
+    }
+    Ok(())
+}
+
+/// Tolerant mode never destroys evidence: the dropped bytes go to a side
+/// file next to the segment file before the segment file is cut.
+fn save_dropped(
+    path: &Path,
+    file: &fs::File,
+    dropped: &DroppedRange,
+) -> Result<PathBuf, PersistError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let side = path.with_extension(format!("dropped-{}", dropped.offset));
+    let mut source = file
+        .try_clone()
+        .map_err(|e| PersistError::io("dup", path, e))?;
+    source
+        .seek(SeekFrom::Start(dropped.offset))
+        .map_err(|e| PersistError::io("seek", path, e))?;
+    let mut out = fs::File::create(&side).map_err(|e| PersistError::io("create", &side, e))?;
+    std::io::copy(&mut source.take(dropped.bytes), &mut out)
+        .map_err(|e| PersistError::io("copy", &side, e))?;
+    out.sync_all()
+        .map_err(|e| PersistError::io("fsync", &side, e))?;
+    Ok(side)
+}
+
+fn file_path(dir: &Path, file_seq: u64, tmp: bool) -> PathBuf {
+    let tmp = if tmp { TMP_SUFFIX } else { "" };
+    dir.join(format!("{FILE_PREFIX}{file_seq:016x}{FILE_SUFFIX}{tmp}"))
+}
+
+struct Listing {
+    complete: Vec<u64>,
+    tmp: Vec<u64>,
+}
+
+fn list_dir(dir: &Path) -> Result<Listing, PersistError> {
+    let mut listing = Listing {
+        complete: Vec::new(),
+        tmp: Vec::new(),
+    };
+    let entries = fs::read_dir(dir).map_err(|e| PersistError::io("read dir", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| PersistError::io("read dir", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(FILE_PREFIX) else {
+            continue;
+        };
+        let (digits, tmp) = match rest.strip_suffix(TMP_SUFFIX) {
+            Some(rest) => (rest.strip_suffix(FILE_SUFFIX), true),
+            None => (rest.strip_suffix(FILE_SUFFIX), false),
+        };
+        let Some(seq) = digits.and_then(|d| u64::from_str_radix(d, 16).ok()) else {
+            continue;
+        };
+        if tmp {
+            listing.tmp.push(seq);
+        } else {
+            listing.complete.push(seq);
+        }
+    }
+    listing.complete.sort_unstable();
+    listing.tmp.sort_unstable();
+    Ok(listing)
+}
