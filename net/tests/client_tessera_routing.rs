@@ -15,7 +15,7 @@ use support::Server;
 use tessera_net::client::{Client, ClientConfig, ClientError, Reply};
 use tessera_net::cluster::key_slot;
 
-const BASE_PORT: u16 = 18500;
+const BASE_PORT: u16 = 18200;
 const KEYS: usize = 1000;
 
 #[test]

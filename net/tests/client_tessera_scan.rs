@@ -21,9 +21,9 @@ use support::Server;
 use tessera_net::client::{Client, ClientConfig, ScanItem, ScanMethod, ScanOptions};
 use tessera_net::cluster::key_slot;
 
-const A_PORT: u16 = 18520;
-const B_PORT: u16 = 18530;
-const REDIS_PORT: u16 = 18540;
+const A_PORT: u16 = 18220;
+const B_PORT: u16 = 18230;
+const REDIS_PORT: u16 = 18240;
 const KEYS: usize = 800;
 /// Small pages so each core's records arrive over many round trips.
 const PAGE_KEYS: usize = 16;

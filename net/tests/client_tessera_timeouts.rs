@@ -14,7 +14,7 @@ use support::Server;
 use tessera_net::client::{Client, ClientConfig, ClientError};
 use tessera_net::cluster::key_slot;
 
-const BASE_PORT: u16 = 18510;
+const BASE_PORT: u16 = 18210;
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(200);
 
 #[test]
