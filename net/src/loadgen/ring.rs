@@ -56,6 +56,15 @@ const COMMAND_OVERHEAD_BYTES: usize = 64;
 const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// How long outstanding replies may take once the run has stopped.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections whose replies are all in before their next batches are sent
+/// mid-turn. Sending everything only at the end of the turn synchronises
+/// the connections into one convoy: the server waits while we frame 50
+/// replies, then we wait while it serves 50 requests, so the two cores
+/// take turns instead of working at once (measured: 0.6-0.75x
+/// redis-benchmark's requests/s with less CPU on both sides). A flush every
+/// few connections keeps the server fed for one extra `io_uring_enter` per
+/// that many batches.
+const SEND_FLUSH_CONNS: usize = 4;
 /// How often a thread hands its interval latencies to the main thread.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -353,6 +362,13 @@ fn drive(
             };
             if idle {
                 ready.push_back(index);
+                if ready.len() >= SEND_FLUSH_CONNS {
+                    // Don't let the server idle while we frame the rest of
+                    // this turn's replies: its next requests leave now.
+                    driver.dispatch(ring, conns, &mut ready, now)?;
+                    ring.submit()
+                        .map_err(|source| LoadgenError::Ring { source })?;
+                }
             }
         }
         buffers.publish();
