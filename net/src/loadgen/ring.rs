@@ -10,17 +10,19 @@
 //! Receiving: every connection has one multishot `recv` armed for the whole
 //! run, drawing from a provided-buffer ring shared by the thread (the
 //! server's [`BufRing`]). The kernel keeps the socket's poll armed between
-//! replies, so a batch costs one `send` entry and one receive completion, and
-//! no `recv` is re-armed per batch (re-arming a one-shot `recv` per batch
-//! was the loop's largest io_uring cost after the send itself). Each
-//! completion's bytes are copied into the connection's receive buffer and
-//! the provided buffer goes straight back.
+//! replies, so a batch costs one `send` entry and one receive completion,
+//! and no `recv` is re-armed per batch. Each completion's bytes are copied
+//! into the connection's receive buffer and the provided buffer goes
+//! straight back. A multishot receive that ends (the ring ran dry: ENOBUFS)
+//! is re-armed at the end of the turn, once the buffers are back.
 //!
-//! The whole ring's queued sends go to the kernel in one `io_uring_enter`
-//! per loop turn, which also waits for completions. Sends complete silently
-//! (`IOSQE_CQE_SKIP_SUCCESS`), so a batch costs one completion, its reply's.
-//! A closed loop: a connection whose last reply arrived gets its next batch
-//! queued in the same loop turn, before the thread waits again.
+//! Sending: a closed loop must keep every connection's next batch in flight
+//! as soon as its replies are in. The ready connections' batches leave every
+//! [`SEND_FLUSH_CONNS`] connections while the turn's completions are being
+//! framed (one non-waiting `io_uring_enter`), and the rest in the one
+//! `io_uring_enter` that ends the turn and waits for completions. Sends
+//! complete silently (`IOSQE_CQE_SKIP_SUCCESS`), so a batch costs one
+//! completion, its reply's.
 //!
 //! Latency is measured per pipeline slot from the batch's start (all slots
 //! of a batch are written by the same `send`) to the completion that carried
