@@ -33,5 +33,8 @@ pub use cluster::{
 pub use conn::{POOL_CONNECTIONS_MAX, READ_BUFFER_BYTES_MAX};
 pub use error::ClientError;
 pub use resp::Reply;
-pub use scan::{RangeScan, ScanItem, ScanOptions, SCAN_NODE_KEYS_MAX, SCAN_PAGE_KEYS_MAX};
+pub use scan::{
+    RangeScan, ScanItem, ScanMethod, ScanOptions, SCAN_NODES_MAX, SCAN_NODE_KEYS_MAX,
+    SCAN_PAGE_KEYS_MAX,
+};
 pub use topology::{Redirect, SlotMap, NODES_MAX};

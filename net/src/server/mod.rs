@@ -10,7 +10,7 @@
 //! (one core's io_uring loop), `bufring` (provided receive buffers), `conn`
 //! (connections and their pooled buffers).
 
-mod bufring;
+pub(crate) mod bufring;
 mod conn;
 mod control;
 mod error;
