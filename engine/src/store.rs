@@ -29,6 +29,10 @@ const RELEASE_CHUNK_BYTES: usize = 512 * 1024;
 /// Keys of a batch looked up in the stack together (see `apply`).
 const LOOKUP_GROUP: usize = 16;
 
+/// Dead records (shadowed versions and tombstones) below which the store
+/// never merges down for garbage alone: a tiny store is not worth a rewrite.
+const GARBAGE_RECORDS_MIN: usize = 4096;
+
 /// What one [`Store::merge_step`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -74,6 +78,9 @@ pub struct Store {
     /// would take milliseconds).
     retired: Vec<Rc<Segment>>,
     live_keys: usize,
+    /// Records in the stack (the sum of its segments' lengths), kept up to
+    /// date so the per-round garbage check is O(1).
+    records_held: usize,
     now_ms: u64,
     merges_completed: u64,
 }
@@ -98,6 +105,7 @@ impl Store {
             job: None,
             retired: Vec::with_capacity(STACK_HEIGHT_LIMIT),
             live_keys: 0,
+            records_held: 0,
             now_ms: system_now_ms(),
             merges_completed: 0,
         })
@@ -212,6 +220,7 @@ impl Store {
         }
         let segment = Segment::from_pooled(data, meta, index, key_value_bytes, self.pool.clone());
         self.stack_mut().push(Rc::new(segment));
+        self.records_held += records;
         self.live_keys = self
             .live_keys
             .checked_add_signed(live_delta)
@@ -294,6 +303,7 @@ impl Store {
         }
         self.stack = empty_stack();
         self.live_keys = 0;
+        self.records_held = 0;
     }
 
     /// The expiry clock, Unix ms. Starts at the system clock; the caller
@@ -306,11 +316,29 @@ impl Store {
         self.now_ms = now_ms;
     }
 
-    /// The stack is taller than `stack_height_max`, or a merge is running.
+    /// The stack is taller than `stack_height_max`, or holds mostly garbage
+    /// (see [`Store::garbage_heavy`]), or a merge is running.
     pub fn merge_needed(&self) -> bool {
         self.job.is_some()
             || !self.retired.is_empty()
             || self.stack.len() > self.config.stack_height_max
+            || self.garbage_heavy()
+    }
+
+    /// Whether dead records (shadowed versions and tombstones) outnumber the
+    /// live keys. The size-tiered policy alone never brings the bottom
+    /// segment into a merge while the segments above it stay small, and
+    /// tombstones are small: a store whose every key was deleted would keep
+    /// its memory forever. A merge of the whole stack (in budgeted steps like
+    /// any other) drops all of it. Since every write adds at most one dead
+    /// record, the rewrite costs at most two record copies per write since
+    /// the last one: amortised O(1). Below [`GARBAGE_RECORDS_MIN`] dead
+    /// records a store with live keys is left alone (not worth a rewrite).
+    fn garbage_heavy(&self) -> bool {
+        let dead = self.records_held.saturating_sub(self.live_keys);
+        // An empty store holds nothing worth keeping, however little.
+        (self.live_keys == 0 && dead > 0)
+            || (self.stack.len() >= 2 && dead >= GARBAGE_RECORDS_MIN && dead >= self.live_keys)
     }
 
     /// Advances the merger for at most `budget` (capped at the configured
@@ -324,10 +352,13 @@ impl Store {
             return MergeStatus::InProgress;
         }
         if self.job.is_none() {
-            if self.stack.len() <= self.config.stack_height_max {
+            if self.stack.len() > self.config.stack_height_max {
+                self.start_merge(None, true);
+            } else if self.garbage_heavy() {
+                self.start_merge(Some(0..self.stack.len()), true);
+            } else {
                 return MergeStatus::Idle;
             }
-            self.start_merge(None, true);
         }
         let job = self.job.as_mut().expect("a merge is running");
         if !job.step(start, budget) {
@@ -410,10 +441,17 @@ impl Store {
             );
         }
         let output = job.finish();
+        let records_in: usize = stack[run.clone()].iter().map(|segment| segment.len()).sum();
+        self.records_held -= records_in;
         self.retired.extend(stack.drain(run.clone()));
         if let Some(output) = output {
+            self.records_held += output.len();
             stack.insert(run.start, Rc::new(output));
         }
+        debug_assert_eq!(
+            self.records_held,
+            stack.iter().map(|segment| segment.len()).sum::<usize>()
+        );
         self.live_keys = self
             .live_keys
             .checked_sub(expired_dropped)
@@ -424,7 +462,7 @@ impl Store {
     pub fn stats(&self) -> StoreStats {
         StoreStats {
             height: self.stack.len(),
-            records_held: self.stack.iter().map(|segment| segment.len()).sum(),
+            records_held: self.records_held,
             key_value_bytes: self
                 .stack
                 .iter()
@@ -460,6 +498,7 @@ impl Store {
                 _ => 0,
             };
         }
+        self.records_held += segment.len();
         self.stack_mut().push(Rc::new(segment));
         self.live_keys = self
             .live_keys
@@ -854,6 +893,53 @@ mod tests {
         assert_eq!(
             copy.range(..).map(|e| e.value).collect::<Vec<_>>(),
             [b"1", b"2", b"3"]
+        );
+    }
+
+    #[test]
+    fn deleting_every_key_gives_the_memory_back() {
+        let mut store = Store::new(StoreConfig {
+            memory_quota_bytes: 256 << 20,
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        // Values large enough that the deletes' tombstones never grow to a
+        // quarter of the bottom segment, which the size-tiered policy alone
+        // would need to merge it.
+        let (keys, value_len) = (20_000u32, 1000);
+        let drive = |store: &mut Store| {
+            while store.merge_step(Duration::from_millis(50)) != MergeStatus::Idle {}
+        };
+        for chunk in (0..keys).collect::<Vec<_>>().chunks(1000) {
+            let mut batch = store
+                .new_batch(chunk.len(), chunk.len() * (4 + value_len))
+                .unwrap();
+            for i in chunk {
+                batch.set(&i.to_be_bytes(), &[7; 1000]).unwrap();
+            }
+            store.apply(batch).unwrap();
+            drive(&mut store);
+        }
+        store.trim();
+        let full_bytes = store.stats().memory_used_bytes;
+        assert!(full_bytes > keys as usize * value_len, "{full_bytes}");
+        // Deletes in small batches, as a server's rounds apply them.
+        for chunk in (0..keys).collect::<Vec<_>>().chunks(100) {
+            let mut batch = store.new_batch(chunk.len(), chunk.len() * 8).unwrap();
+            for i in chunk {
+                batch.delete(&i.to_be_bytes()).unwrap();
+            }
+            store.apply(batch).unwrap();
+            drive(&mut store);
+        }
+        assert!(store.is_empty());
+        assert!(!store.merge_needed());
+        store.trim();
+        let stats = store.stats();
+        assert_eq!(stats.records_held, 0, "dead records stayed: {stats:?}");
+        assert!(
+            stats.memory_used_bytes < full_bytes / 8,
+            "memory not given back: {full_bytes} bytes held before, {stats:?} now",
         );
     }
 
