@@ -112,6 +112,7 @@
 
 mod batch;
 mod config;
+mod cpu_clock;
 mod error;
 mod heap;
 mod index;

@@ -21,6 +21,7 @@
 //! once at the job's start: large ones come straight from the allocator as
 //! untouched pages, so the cost of faulting them in is spread over the steps.
 
+use crate::cpu_clock::CpuInstant;
 use crate::heap::CursorHeap;
 use crate::index::{hash_key, slots_for, HashIndex};
 use crate::pool::{advise_huge_pages, Pool, Purpose};
@@ -28,13 +29,13 @@ use crate::record::{compare_keys, is_expired, Meta, Op, META_WORDS};
 use crate::segment::Segment;
 use std::ops::Range;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A merge takes in an older segment while it is at most this many times the
 /// size of the newer segments gathered so far.
 pub(crate) const SIZE_RATIO: usize = 4;
 /// Records merged (or indexed) between two looks at the clock.
-const RECORDS_PER_CLOCK_CHECK: usize = 16;
+const RECORDS_PER_CLOCK_CHECK: usize = 32;
 /// Largest copy of record bytes done at once.
 const COPY_CHUNK_BYTES: usize = 256 * 1024;
 
@@ -171,10 +172,10 @@ impl MergeJob {
 
     /// Works until done or until `budget` from `start` is spent; true when
     /// the output is ready.
-    pub fn step(&mut self, start: Instant, budget: Duration) -> bool {
+    pub fn step(&mut self, start: CpuInstant, budget: Duration) -> bool {
         // Work stops a little before the budget: the last batch of records
         // between two clock checks must still end inside it.
-        let deadline = start + budget - budget / 4;
+        let deadline = start + (budget - budget / 4);
         // A first touch of a fresh page can cost a whole huge page of zeroing
         // (~100 us), so faults start only in the first half of the budget.
         let fault_deadline = start + budget / 2;
@@ -213,7 +214,7 @@ impl MergeJob {
                     // Zeroing in chunks also faults the table in outside of
                     // the random-order inserts that follow.
                     while slots.len() < *len {
-                        if Instant::now() >= fault_deadline {
+                        if CpuInstant::now() >= fault_deadline {
                             return false;
                         }
                         let end = (slots.len() + ZERO_CHUNK_SLOTS).min(*len);
@@ -240,7 +241,7 @@ impl MergeJob {
                             index.insert(hash_key(meta.key(&self.out_data)), position);
                         }
                         *next = end;
-                        if *next < records && Instant::now() >= deadline {
+                        if *next < records && CpuInstant::now() >= deadline {
                             return false;
                         }
                     }
@@ -283,11 +284,11 @@ impl MergeJob {
         ))
     }
 
-    fn merge_until(&mut self, deadline: Instant) -> bool {
+    fn merge_until(&mut self, deadline: CpuInstant) -> bool {
         loop {
             if self.copy.is_some() {
                 self.copy_chunk();
-                if Instant::now() >= deadline {
+                if CpuInstant::now() >= deadline {
                     return false;
                 }
                 continue;
@@ -301,7 +302,7 @@ impl MergeJob {
                     break;
                 }
             }
-            if Instant::now() >= deadline {
+            if CpuInstant::now() >= deadline {
                 return false;
             }
         }
@@ -398,11 +399,11 @@ const PAGE_BYTES: usize = 4096;
 pub(crate) fn touch_pages<T: Default + Copy>(
     buffer: &mut [std::mem::MaybeUninit<T>],
     next: &mut usize,
-    deadline: Instant,
+    deadline: CpuInstant,
 ) -> bool {
     let stride = (PAGE_BYTES / std::mem::size_of::<T>()).max(1);
     while *next < buffer.len() {
-        if Instant::now() >= deadline {
+        if CpuInstant::now() >= deadline {
             return false;
         }
         let slot = buffer[*next].as_mut_ptr();

@@ -1,6 +1,7 @@
 //! The store: a stack of segments, batches applied on top, a merger below.
 
 use crate::batch::Batch;
+use crate::cpu_clock::CpuInstant;
 use crate::index::{hash_key, HashIndex};
 use crate::merge::{choose_run, drops_as_expired, MergeJob};
 use crate::pool::{Pool, Purpose};
@@ -11,7 +12,7 @@ use crate::snapshot::{bounds, lookup, Snapshot, Stack};
 use crate::{Entry, Error, StoreConfig, STACK_HEIGHT_LIMIT};
 use std::ops::RangeBounds;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -341,10 +342,11 @@ impl Store {
             || (self.stack.len() >= 2 && dead >= GARBAGE_RECORDS_MIN && dead >= self.live_keys)
     }
 
-    /// Advances the merger for at most `budget` (capped at the configured
-    /// `merge_step_budget`), starting a merge if one is needed.
+    /// Advances the merger for at most `budget` of this thread's CPU time
+    /// (capped at the configured `merge_step_budget`), starting a merge if
+    /// one is needed. CPU time, not wall time: see `cpu_clock`.
     pub fn merge_step(&mut self, budget: Duration) -> MergeStatus {
-        let start = Instant::now();
+        let start = CpuInstant::now();
         let budget = budget.min(self.config.merge_step_budget);
         // Releasing pages is kernel work of uneven cost: only in the first
         // half of the budget, like page faults in a merge.
@@ -369,9 +371,9 @@ impl Store {
     }
 
     /// Releases retired segments' memory a chunk at a time; true when done.
-    fn release_retired(&mut self, deadline: Instant) -> bool {
+    fn release_retired(&mut self, deadline: CpuInstant) -> bool {
         while let Some(last) = self.retired.last_mut() {
-            if Instant::now() >= deadline {
+            if CpuInstant::now() >= deadline {
                 return false;
             }
             // Shared with a snapshot: its last holder frees it.
@@ -423,9 +425,9 @@ impl Store {
         }
         let unbounded = Duration::from_secs(3600 * 24 * 365);
         let job = self.job.as_mut().expect("a merge is running");
-        while !job.step(Instant::now(), unbounded) {}
+        while !job.step(CpuInstant::now(), unbounded) {}
         self.swap();
-        self.release_retired(Instant::now() + unbounded);
+        self.release_retired(CpuInstant::now() + unbounded);
     }
 
     fn swap(&mut self) {
