@@ -27,6 +27,7 @@ use crate::index::{hash_key, slots_for, HashIndex};
 use crate::pool::{advise_huge_pages, Pool, Purpose};
 use crate::record::{compare_keys, is_expired, Meta, Op, META_WORDS};
 use crate::segment::Segment;
+use crate::STACK_HEIGHT_LIMIT;
 use std::ops::Range;
 use std::rc::Rc;
 use std::time::Duration;
@@ -80,6 +81,25 @@ enum Phase {
     },
 }
 
+/// The job's small vectors, kept by the store from one merge to the next
+/// so starting a merge allocates nothing (sized for the stack's height
+/// limit once).
+pub(crate) struct JobVecs {
+    inputs: Vec<Rc<Segment>>,
+    above: Vec<Rc<Segment>>,
+    cursors: Vec<usize>,
+}
+
+impl JobVecs {
+    pub fn new() -> JobVecs {
+        JobVecs {
+            inputs: Vec::with_capacity(STACK_HEIGHT_LIMIT),
+            above: Vec::with_capacity(STACK_HEIGHT_LIMIT),
+            cursors: Vec::with_capacity(STACK_HEIGHT_LIMIT),
+        }
+    }
+}
+
 pub(crate) struct MergeJob {
     /// Stack position of the oldest input; inputs are `run_start..run_start + inputs.len()`.
     pub run_start: usize,
@@ -117,9 +137,18 @@ impl MergeJob {
         now_ms: u64,
         pool: Rc<Pool>,
         eager_huge_pages: bool,
+        vecs: JobVecs,
     ) -> MergeJob {
         assert!(!run.is_empty() && run.end <= stack.len());
-        let inputs = stack[run.clone()].to_vec();
+        assert!(stack.len() <= STACK_HEIGHT_LIMIT);
+        let JobVecs {
+            mut inputs,
+            mut above,
+            mut cursors,
+        } = vecs;
+        debug_assert!(inputs.is_empty() && above.is_empty() && cursors.is_empty());
+        inputs.extend_from_slice(&stack[run.clone()]);
+        above.extend_from_slice(&stack[run.end..]);
         let data_len: usize = inputs.iter().map(|segment| segment.data_len()).sum();
         let records: usize = inputs.iter().map(|segment| segment.len()).sum();
         let out_data = pool
@@ -132,7 +161,7 @@ impl MergeJob {
             advise_huge_pages(&out_data);
             advise_huge_pages(&out_meta);
         }
-        let cursors = vec![0; inputs.len()];
+        cursors.resize(inputs.len(), 0);
         let mut heap = CursorHeap::new();
         for (i, input) in inputs.iter().enumerate() {
             if input.len() > 0 {
@@ -144,7 +173,7 @@ impl MergeJob {
             cursors,
             heap,
             inputs,
-            above: stack[run.end..].to_vec(),
+            above,
             drop_bottom: run.start == 0,
             now_ms,
             out_data,
@@ -257,8 +286,23 @@ impl MergeJob {
         }
     }
 
-    /// The merged segment, or `None` if nothing survived.
-    pub fn finish(mut self) -> Option<Segment> {
+    /// The merged segment, or `None` if nothing survived, and the job's
+    /// vectors emptied for the next job.
+    pub fn finish(mut self) -> (Option<Segment>, JobVecs) {
+        let mut vecs = JobVecs {
+            inputs: std::mem::take(&mut self.inputs),
+            above: std::mem::take(&mut self.above),
+            cursors: std::mem::take(&mut self.cursors),
+        };
+        // Dropping the inputs' `Rc`s here lets the store find the retired
+        // segments unshared.
+        vecs.inputs.clear();
+        vecs.above.clear();
+        vecs.cursors.clear();
+        (self.finish_segment(), vecs)
+    }
+
+    fn finish_segment(&mut self) -> Option<Segment> {
         let Phase::Done { index } = std::mem::replace(&mut self.phase, Phase::Merging) else {
             panic!("finish before the merge is done");
         };

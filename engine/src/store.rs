@@ -3,7 +3,7 @@
 use crate::batch::Batch;
 use crate::cpu_clock::CpuInstant;
 use crate::index::{hash_key, HashIndex};
-use crate::merge::{choose_run, drops_as_expired, MergeJob};
+use crate::merge::{choose_run, drops_as_expired, JobVecs, MergeJob};
 use crate::pool::{Pool, Purpose};
 use crate::range::{Range, RangeRev};
 use crate::record::{compare_keys, Meta, Op, META_WORDS};
@@ -29,6 +29,10 @@ const RELEASE_CHUNK_BYTES: usize = 512 * 1024;
 
 /// Keys of a batch looked up in the stack together (see `apply`).
 const LOOKUP_GROUP: usize = 16;
+
+/// Hollow segment `Rc`s kept for reuse: the stack's limit plus a running
+/// merge's output.
+const SPARE_SEGMENTS_MAX: usize = STACK_HEIGHT_LIMIT + 1;
 
 /// Dead records (shadowed versions and tombstones) below which the store
 /// never merges down for garbage alone: a tiny store is not worth a rewrite.
@@ -84,6 +88,11 @@ pub struct Store {
     records_held: usize,
     now_ms: u64,
     merges_completed: u64,
+    /// The merge job's vectors between jobs (`None` while one runs).
+    job_vecs: Option<JobVecs>,
+    /// Retired segments' `Rc` allocations, hollowed out, reused for new
+    /// segments so that neither `apply` nor a merge's swap allocates.
+    spare_segments: Vec<Rc<Segment>>,
 }
 
 fn system_now_ms() -> u64 {
@@ -109,6 +118,8 @@ impl Store {
             records_held: 0,
             now_ms: system_now_ms(),
             merges_completed: 0,
+            job_vecs: Some(JobVecs::new()),
+            spare_segments: Vec::with_capacity(SPARE_SEGMENTS_MAX),
         })
     }
 
@@ -220,7 +231,8 @@ impl Store {
             }
         }
         let segment = Segment::from_pooled(data, meta, index, key_value_bytes, self.pool.clone());
-        self.stack_mut().push(Rc::new(segment));
+        let segment = self.segment_rc(segment);
+        self.stack_mut().push(segment);
         self.records_held += records;
         self.live_keys = self
             .live_keys
@@ -253,6 +265,17 @@ impl Store {
 
     fn stack_mut(&mut self) -> &mut Vec<Rc<Segment>> {
         unshare(&mut self.stack)
+    }
+
+    /// `segment` behind an `Rc`, reusing a spare allocation if there is one.
+    fn segment_rc(&mut self, segment: Segment) -> Rc<Segment> {
+        match self.spare_segments.pop() {
+            Some(mut spare) => {
+                *Rc::get_mut(&mut spare).expect("spares are unshared") = segment;
+                spare
+            }
+            None => Rc::new(segment),
+        }
     }
 
     /// The live value of `key` now. No allocation.
@@ -380,7 +403,13 @@ impl Store {
             let released = Rc::get_mut(last)
                 .map_or(true, |segment| segment.release_pages(RELEASE_CHUNK_BYTES));
             if released {
-                self.retired.pop();
+                let mut segment = self.retired.pop().expect("a last retired segment");
+                if let Some(hollow) = Rc::get_mut(&mut segment) {
+                    hollow.hollow_out();
+                    if self.spare_segments.len() < SPARE_SEGMENTS_MAX {
+                        self.spare_segments.push(segment);
+                    }
+                }
             }
         }
         true
@@ -403,19 +432,21 @@ impl Store {
     fn start_merge(&mut self, run: Option<std::ops::Range<usize>>, budgeted: bool) {
         assert!(self.job.is_none());
         let run = run.unwrap_or_else(|| {
-            let sizes: Vec<usize> = self
-                .stack
-                .iter()
-                .map(|segment| segment.data_len() + segment.len() * META_WORDS * 8)
-                .collect();
-            choose_run(&sizes)
+            // On the stack, not the heap: starting a merge allocates nothing.
+            let mut sizes = [0usize; STACK_HEIGHT_LIMIT];
+            for (size, segment) in sizes.iter_mut().zip(self.stack.iter()) {
+                *size = segment.data_len() + segment.len() * META_WORDS * 8;
+            }
+            choose_run(&sizes[..self.stack.len()])
         });
+        let vecs = self.job_vecs.take().unwrap_or_else(JobVecs::new);
         self.job = Some(MergeJob::new(
             &self.stack,
             run,
             self.now_ms,
             self.pool.clone(),
             !budgeted,
+            vecs,
         ));
     }
 
@@ -435,20 +466,22 @@ impl Store {
         let run = job.run();
         // Keys dropped as expired whose drop a later write did not override.
         let expired_dropped = job.expired_dropped - job.expired_redecided;
-        let stack = unshare(&mut self.stack);
-        for (input, segment) in job.inputs().iter().zip(&stack[run.clone()]) {
+        for (input, segment) in job.inputs().iter().zip(&self.stack[run.clone()]) {
             assert!(
                 Rc::ptr_eq(input, segment),
                 "merge inputs moved in the stack"
             );
         }
-        let output = job.finish();
+        let (output, vecs) = job.finish();
+        self.job_vecs = Some(vecs);
+        let output = output.map(|output| self.segment_rc(output));
+        let stack = unshare(&mut self.stack);
         let records_in: usize = stack[run.clone()].iter().map(|segment| segment.len()).sum();
         self.records_held -= records_in;
         self.retired.extend(stack.drain(run.clone()));
         if let Some(output) = output {
             self.records_held += output.len();
-            stack.insert(run.start, Rc::new(output));
+            stack.insert(run.start, output);
         }
         debug_assert_eq!(
             self.records_held,
@@ -459,6 +492,17 @@ impl Store {
             .checked_sub(expired_dropped)
             .expect("live keys >= 0");
         self.merges_completed += 1;
+    }
+
+    /// Bytes of every buffer the store holds, as counted against the quota
+    /// (the same as `stats().memory_used_bytes`, without walking the stack).
+    pub fn memory_used_bytes(&self) -> usize {
+        self.pool.held_bytes()
+    }
+
+    /// Merges finished since the store was opened.
+    pub fn merges_completed(&self) -> u64 {
+        self.merges_completed
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -501,7 +545,8 @@ impl Store {
             };
         }
         self.records_held += segment.len();
-        self.stack_mut().push(Rc::new(segment));
+        let segment = self.segment_rc(segment);
+        self.stack_mut().push(segment);
         self.live_keys = self
             .live_keys
             .checked_add_signed(live_delta)

@@ -185,9 +185,7 @@ fn no_allocation_per_request_in_steady_state() {
     );
     ceiling.assert_wait_allocations_bounded();
 
-    // The real command layer on reads. (Its writes allocate inside the
-    // engine's store when a round's batch is applied; that is the engine's
-    // budget, measured by its own allocation test.)
+    // The real command layer on reads.
     let shard = measure(
         17251,
         |config| Shard::new(config).map_err(|error| error.to_string()),
@@ -198,4 +196,17 @@ fn no_allocation_per_request_in_steady_state() {
         "network loop + Shard allocated on GETs in steady state"
     );
     shard.assert_wait_allocations_bounded();
+
+    // And on writes: every round's batch becomes a segment and the merger
+    // runs between rounds, all from the engine's pools.
+    let writes = measure(
+        19252,
+        |config| Shard::new(config).map_err(|error| error.to_string()),
+        &[(SET, b"+OK\r\n"), (GET, b"$8\r\nvalue:01\r\n")],
+    );
+    assert_eq!(
+        writes.in_loop, 0,
+        "network loop + Shard allocated on SETs and GETs in steady state"
+    );
+    writes.assert_wait_allocations_bounded();
 }
