@@ -8,10 +8,12 @@
 //!
 //! Buffers up to [`POOLED_BYTES_MAX`] are sized to powers of two and kept on
 //! free lists when released (at most [`POOLED_BUFFERS_MAX`] buffers and
-//! [`POOLED_SPARE_BYTES_MAX`] bytes per kind), so a steady stream of
-//! same-sized batches reuses the same few buffers and does no heap
-//! allocation. Larger buffers (merge outputs of big segments, their indexes)
-//! are sized exactly and returned to the allocator.
+//! [`POOLED_SPARE_BYTES_MAX`] bytes per kind; when full, the least recently
+//! given spares are freed to make room, so sizes an earlier phase used cannot
+//! crowd out the ones a steady load recycles), so a steady stream of
+//! same-sized batches and the small merges they cause reuse the same few
+//! buffers and do no heap allocation. Larger buffers (merge outputs of big
+//! segments, their indexes) are sized exactly and returned to the allocator.
 //!
 //! Large buffers are advised onto transparent huge pages (see
 //! [`advise_huge_pages`]); the merger decides when for its own output.
