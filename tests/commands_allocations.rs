@@ -1,6 +1,6 @@
 //! The request path does not allocate: after warm-up, handling pipelines of
-//! GET and SET performs no heap allocation at all (the round's engine batch
-//! takes its buffers from the engine's pool).
+//! GET and SET and committing them (applying the round's batch, stepping the
+//! merger) performs no heap allocation at all.
 
 mod common;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -38,38 +38,55 @@ fn allocations() -> u64 {
 }
 
 const REQUESTS_PER_ROUND: usize = 64;
-const ROUNDS: usize = 200;
+const ROUNDS: usize = 400;
+/// Keys the rounds cycle through: each round writes the next 64 of them, so
+/// the store holds them all and its merges rewrite a base segment of this
+/// many keys as well as the small new ones.
+const KEYS: usize = 1024;
 
+/// Whole rounds (the requests, then the commit that applies the round's
+/// batch and steps the merger) of GETs and SETs allocate nothing once warm:
+/// the batch, the segment it becomes (buffers and `Rc`), and every merge's
+/// buffers, vectors and index come from the engine's pools.
 #[test]
-fn get_and_set_do_not_allocate() {
+fn get_and_set_rounds_do_not_allocate_including_merges() {
     let mut c = Client::new();
-    let mut pipeline = Vec::new();
-    for i in 0..REQUESTS_PER_ROUND {
-        let key = format!("{{t}}key:{}", i % 16);
-        pipeline.extend(encode(&[b"SET", key.as_bytes(), b"some value bytes"]));
-        pipeline.extend(encode(&[b"GET", key.as_bytes()]));
-    }
+    let pipelines: Vec<Vec<u8>> = (0..KEYS / REQUESTS_PER_ROUND)
+        .map(|round| {
+            let mut pipeline = Vec::new();
+            for i in 0..REQUESTS_PER_ROUND {
+                let key = format!("{{t}}key:{:04}", round * REQUESTS_PER_ROUND + i);
+                pipeline.extend(encode(&[b"SET", key.as_bytes(), b"some value bytes"]));
+                pipeline.extend(encode(&[b"GET", key.as_bytes()]));
+            }
+            pipeline
+        })
+        .collect();
     let mut out = Vec::with_capacity(1 << 20);
-    let mut measure = |c: &mut Client| {
+    let mut round = |c: &mut Client, index: usize| {
+        let pipeline = &pipelines[index % pipelines.len()];
         out.clear();
         let before = allocations();
-        let handled = c.shard.handle(&mut c.conn, &pipeline, &mut out);
+        let handled = c.shard.handle(&mut c.conn, pipeline, &mut out);
+        common::block_on(c.shard.commit());
         let used = allocations() - before;
         assert_eq!(handled.consumed, pipeline.len());
-        common::block_on(c.shard.commit());
         used
     };
-    for _ in 0..ROUNDS {
-        measure(&mut c);
+    for index in 0..ROUNDS {
+        round(&mut c, index);
     }
+    let merges_before = c.shard.keyspace_counters().merges_completed;
     let mut total = 0;
-    for _ in 0..ROUNDS {
-        total += measure(&mut c);
+    for index in 0..ROUNDS {
+        total += round(&mut c, index);
     }
+    let merges = c.shard.keyspace_counters().merges_completed - merges_before;
+    assert!(merges >= 10, "only {merges} merges while measuring");
     assert_eq!(
         total,
         0,
-        "allocations in {ROUNDS} rounds of {} requests",
+        "allocations in {ROUNDS} rounds of {} requests ({merges} merges)",
         2 * REQUESTS_PER_ROUND
     );
 }

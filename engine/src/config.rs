@@ -32,7 +32,7 @@ pub struct StoreConfig {
     pub batch_bytes_max: usize,
     /// Above this many segments the store wants a merge (`merge_needed`).
     pub stack_height_max: usize,
-    /// Upper bound on the time one `merge_step` may take.
+    /// Upper bound on the thread CPU time one `merge_step` may take.
     pub merge_step_budget: Duration,
 }
 

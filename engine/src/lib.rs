@@ -24,9 +24,11 @@
 //! - A **snapshot** ([`Snapshot`]) is an `Rc` of the stack: O(1) to take,
 //!   isolated from every later batch, merge and `clear`.
 //! - The **merger** ([`Store::merge_step`]) merges runs of segments when the
-//!   stack grows past `stack_height_max`, in resumable steps bounded by a
-//!   time budget, and swaps the output in atomically. Merges that reach the
-//!   bottom of the stack drop tombstones and expired records.
+//!   stack grows past `stack_height_max`, or the whole stack once dead
+//!   records (shadowed versions, tombstones) outnumber live keys, in
+//!   resumable steps bounded by a budget of the thread's CPU time, and swaps
+//!   the output in atomically. Merges that reach the bottom of the stack drop
+//!   tombstones and expired records, which is how deleted memory comes back.
 //! - **Memory**: every buffer comes from the store's own pool and counts
 //!   against its quota ([`StoreConfig::memory_quota_bytes`]); a batch that
 //!   would exceed it fails whole with [`Error::MemoryQuota`] at
@@ -112,6 +114,7 @@
 
 mod batch;
 mod config;
+mod cpu_clock;
 mod error;
 mod heap;
 mod index;

@@ -21,20 +21,22 @@
 //! once at the job's start: large ones come straight from the allocator as
 //! untouched pages, so the cost of faulting them in is spread over the steps.
 
+use crate::cpu_clock::CpuInstant;
 use crate::heap::CursorHeap;
 use crate::index::{hash_key, slots_for, HashIndex};
 use crate::pool::{advise_huge_pages, Pool, Purpose};
 use crate::record::{compare_keys, is_expired, Meta, Op, META_WORDS};
 use crate::segment::Segment;
+use crate::STACK_HEIGHT_LIMIT;
 use std::ops::Range;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A merge takes in an older segment while it is at most this many times the
 /// size of the newer segments gathered so far.
 pub(crate) const SIZE_RATIO: usize = 4;
 /// Records merged (or indexed) between two looks at the clock.
-const RECORDS_PER_CLOCK_CHECK: usize = 16;
+const RECORDS_PER_CLOCK_CHECK: usize = 32;
 /// Largest copy of record bytes done at once.
 const COPY_CHUNK_BYTES: usize = 256 * 1024;
 
@@ -79,6 +81,25 @@ enum Phase {
     },
 }
 
+/// The job's small vectors, kept by the store from one merge to the next
+/// so starting a merge allocates nothing (sized for the stack's height
+/// limit once).
+pub(crate) struct JobVecs {
+    inputs: Vec<Rc<Segment>>,
+    above: Vec<Rc<Segment>>,
+    cursors: Vec<usize>,
+}
+
+impl JobVecs {
+    pub fn new() -> JobVecs {
+        JobVecs {
+            inputs: Vec::with_capacity(STACK_HEIGHT_LIMIT),
+            above: Vec::with_capacity(STACK_HEIGHT_LIMIT),
+            cursors: Vec::with_capacity(STACK_HEIGHT_LIMIT),
+        }
+    }
+}
+
 pub(crate) struct MergeJob {
     /// Stack position of the oldest input; inputs are `run_start..run_start + inputs.len()`.
     pub run_start: usize,
@@ -116,9 +137,18 @@ impl MergeJob {
         now_ms: u64,
         pool: Rc<Pool>,
         eager_huge_pages: bool,
+        vecs: JobVecs,
     ) -> MergeJob {
         assert!(!run.is_empty() && run.end <= stack.len());
-        let inputs = stack[run.clone()].to_vec();
+        assert!(stack.len() <= STACK_HEIGHT_LIMIT);
+        let JobVecs {
+            mut inputs,
+            mut above,
+            mut cursors,
+        } = vecs;
+        debug_assert!(inputs.is_empty() && above.is_empty() && cursors.is_empty());
+        inputs.extend_from_slice(&stack[run.clone()]);
+        above.extend_from_slice(&stack[run.end..]);
         let data_len: usize = inputs.iter().map(|segment| segment.data_len()).sum();
         let records: usize = inputs.iter().map(|segment| segment.len()).sum();
         let out_data = pool
@@ -131,7 +161,7 @@ impl MergeJob {
             advise_huge_pages(&out_data);
             advise_huge_pages(&out_meta);
         }
-        let cursors = vec![0; inputs.len()];
+        cursors.resize(inputs.len(), 0);
         let mut heap = CursorHeap::new();
         for (i, input) in inputs.iter().enumerate() {
             if input.len() > 0 {
@@ -143,7 +173,7 @@ impl MergeJob {
             cursors,
             heap,
             inputs,
-            above: stack[run.end..].to_vec(),
+            above,
             drop_bottom: run.start == 0,
             now_ms,
             out_data,
@@ -171,10 +201,10 @@ impl MergeJob {
 
     /// Works until done or until `budget` from `start` is spent; true when
     /// the output is ready.
-    pub fn step(&mut self, start: Instant, budget: Duration) -> bool {
+    pub fn step(&mut self, start: CpuInstant, budget: Duration) -> bool {
         // Work stops a little before the budget: the last batch of records
         // between two clock checks must still end inside it.
-        let deadline = start + budget - budget / 4;
+        let deadline = start + (budget - budget / 4);
         // A first touch of a fresh page can cost a whole huge page of zeroing
         // (~100 us), so faults start only in the first half of the budget.
         let fault_deadline = start + budget / 2;
@@ -213,7 +243,7 @@ impl MergeJob {
                     // Zeroing in chunks also faults the table in outside of
                     // the random-order inserts that follow.
                     while slots.len() < *len {
-                        if Instant::now() >= fault_deadline {
+                        if CpuInstant::now() >= fault_deadline {
                             return false;
                         }
                         let end = (slots.len() + ZERO_CHUNK_SLOTS).min(*len);
@@ -240,7 +270,7 @@ impl MergeJob {
                             index.insert(hash_key(meta.key(&self.out_data)), position);
                         }
                         *next = end;
-                        if *next < records && Instant::now() >= deadline {
+                        if *next < records && CpuInstant::now() >= deadline {
                             return false;
                         }
                     }
@@ -256,8 +286,23 @@ impl MergeJob {
         }
     }
 
-    /// The merged segment, or `None` if nothing survived.
-    pub fn finish(mut self) -> Option<Segment> {
+    /// The merged segment, or `None` if nothing survived, and the job's
+    /// vectors emptied for the next job.
+    pub fn finish(mut self) -> (Option<Segment>, JobVecs) {
+        let mut vecs = JobVecs {
+            inputs: std::mem::take(&mut self.inputs),
+            above: std::mem::take(&mut self.above),
+            cursors: std::mem::take(&mut self.cursors),
+        };
+        // Dropping the inputs' `Rc`s here lets the store find the retired
+        // segments unshared.
+        vecs.inputs.clear();
+        vecs.above.clear();
+        vecs.cursors.clear();
+        (self.finish_segment(), vecs)
+    }
+
+    fn finish_segment(&mut self) -> Option<Segment> {
         let Phase::Done { index } = std::mem::replace(&mut self.phase, Phase::Merging) else {
             panic!("finish before the merge is done");
         };
@@ -283,11 +328,11 @@ impl MergeJob {
         ))
     }
 
-    fn merge_until(&mut self, deadline: Instant) -> bool {
+    fn merge_until(&mut self, deadline: CpuInstant) -> bool {
         loop {
             if self.copy.is_some() {
                 self.copy_chunk();
-                if Instant::now() >= deadline {
+                if CpuInstant::now() >= deadline {
                     return false;
                 }
                 continue;
@@ -301,7 +346,7 @@ impl MergeJob {
                     break;
                 }
             }
-            if Instant::now() >= deadline {
+            if CpuInstant::now() >= deadline {
                 return false;
             }
         }
@@ -398,11 +443,11 @@ const PAGE_BYTES: usize = 4096;
 pub(crate) fn touch_pages<T: Default + Copy>(
     buffer: &mut [std::mem::MaybeUninit<T>],
     next: &mut usize,
-    deadline: Instant,
+    deadline: CpuInstant,
 ) -> bool {
     let stride = (PAGE_BYTES / std::mem::size_of::<T>()).max(1);
     while *next < buffer.len() {
-        if Instant::now() >= deadline {
+        if CpuInstant::now() >= deadline {
             return false;
         }
         let slot = buffer[*next].as_mut_ptr();

@@ -8,10 +8,12 @@
 //!
 //! Buffers up to [`POOLED_BYTES_MAX`] are sized to powers of two and kept on
 //! free lists when released (at most [`POOLED_BUFFERS_MAX`] buffers and
-//! [`POOLED_SPARE_BYTES_MAX`] bytes per kind), so a steady stream of
-//! same-sized batches reuses the same few buffers and does no heap
-//! allocation. Larger buffers (merge outputs of big segments, their indexes)
-//! are sized exactly and returned to the allocator.
+//! [`POOLED_SPARE_BYTES_MAX`] bytes per kind; when full, the least recently
+//! given spares are freed to make room, so sizes an earlier phase used cannot
+//! crowd out the ones a steady load recycles), so a steady stream of
+//! same-sized batches and the small merges they cause reuse the same few
+//! buffers and do no heap allocation. Larger buffers (merge outputs of big
+//! segments, their indexes) are sized exactly and returned to the allocator.
 //!
 //! Large buffers are advised onto transparent huge pages (see
 //! [`advise_huge_pages`]); the merger decides when for its own output.
@@ -34,6 +36,9 @@ pub(crate) const POOLED_BUFFERS_MAX: usize = 32;
 /// Most bytes kept in spare buffers of one kind: spares count against the
 /// quota, so they must stay a small share of it.
 pub(crate) const POOLED_SPARE_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// Merge indexes up to this size are rounded to a size class (and so
+/// recycle); larger ones are sized exactly.
+const MERGE_INDEX_CLASS_BYTES_MAX: usize = 256 * 1024;
 /// Smallest buffer capacity, in elements, so tiny batches share a class.
 const CAPACITY_MIN: usize = 64;
 
@@ -81,6 +86,14 @@ impl Purpose {
             // merges of new segments then reuse memory instead of faulting
             // in fresh pages); large ones, the bulk of a big store, are exact.
             Purpose::Merge => capacity_class::<T>(len),
+            // Small merge indexes too: sized exactly they were never
+            // pooled, and every small merge of a steady load allocated one.
+            // Rounding costs nothing that matters below the threshold; the
+            // big indexes, where it would cost up to 4 bytes per record,
+            // stay exact.
+            Purpose::MergeIndex if len * size_of::<T>() <= MERGE_INDEX_CLASS_BYTES_MAX => {
+                capacity_class::<T>(len)
+            }
             Purpose::MergeIndex | Purpose::Load => len.max(1),
         }
     }
@@ -216,11 +229,13 @@ impl Pool {
     fn take_spare<T: Kind>(&self, capacity: usize) -> Option<Vec<T>> {
         let mut inner = self.inner.borrow_mut();
         let list = T::list(&mut inner);
+        // Newest first, and order kept: the list is least recently given
+        // first, which is what `give` evicts.
         let at = list
             .spares
             .iter()
-            .position(|spare| spare.capacity() == capacity)?;
-        let mut spare = list.spares.swap_remove(at);
+            .rposition(|spare| spare.capacity() == capacity)?;
+        let mut spare = list.spares.remove(at);
         list.spare_bytes -= spare.capacity() * size_of::<T>();
         spare.clear();
         Some(spare)
@@ -248,13 +263,27 @@ impl Pool {
         let bytes = capacity * size_of::<T>();
         let mut inner = self.inner.borrow_mut();
         let list = T::list(&mut inner);
-        if bytes <= POOLED_BYTES_MAX
-            && capacity.is_power_of_two()
-            && list.spares.len() < POOLED_BUFFERS_MAX
-            && list.spare_bytes + bytes <= POOLED_SPARE_BYTES_MAX
-        {
+        if bytes <= POOLED_BYTES_MAX && capacity.is_power_of_two() {
+            // Full: the least recently given spares make room. Refusing the
+            // new buffer instead let spares of sizes no longer asked for
+            // (an earlier phase's merge outputs) block the sizes a steady
+            // load recycles, which then allocated on every reuse.
+            let mut evicted_bytes = 0;
+            while list.spares.len() >= POOLED_BUFFERS_MAX
+                || list.spare_bytes + bytes > POOLED_SPARE_BYTES_MAX
+            {
+                let oldest = list.spares.remove(0);
+                let oldest_bytes = oldest.capacity() * size_of::<T>();
+                list.spare_bytes -= oldest_bytes;
+                evicted_bytes += oldest_bytes;
+            }
             list.spare_bytes += bytes;
             list.spares.push(buffer);
+            assert!(
+                inner.held_bytes >= evicted_bytes,
+                "pool gave back more than it handed out"
+            );
+            inner.held_bytes -= evicted_bytes;
             return;
         }
         assert!(
@@ -366,14 +395,17 @@ mod tests {
         );
         let merge = pool.take_meta(10, Purpose::Merge).unwrap();
         let index = pool.take_index(10, Purpose::MergeIndex).unwrap();
+        let big_len = MERGE_INDEX_CLASS_BYTES_MAX / 4 + 1;
+        let big_index = pool.take_index(big_len, Purpose::MergeIndex).unwrap();
         assert_eq!(
             pool.held_bytes(),
-            4096 + 64 * 8 + 10 * 4,
-            "small merge output is pooled, merge indexes are exact"
+            4096 + 64 * 8 + 64 * 4 + big_len * 4,
+            "small merge outputs and indexes are pooled, big merge indexes are exact"
         );
         pool.give(first);
         pool.give(merge);
         pool.give(index);
+        pool.give(big_index);
     }
 
     #[test]

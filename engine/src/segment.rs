@@ -304,8 +304,11 @@ impl Segment {
     }
 }
 
-impl Drop for Segment {
-    fn drop(&mut self) {
+impl Segment {
+    /// Gives every buffer back (to the pool, or drops external bytes),
+    /// leaving an empty segment with no records: what the store keeps in a
+    /// spare `Rc` to reuse its allocation for the next segment.
+    pub fn hollow_out(&mut self) {
         if let Storage::Pooled(data) =
             std::mem::replace(&mut self.data, Storage::Pooled(Vec::new()))
         {
@@ -317,6 +320,15 @@ impl Drop for Segment {
             self.pool.give(meta);
         }
         self.pool.give(self.index.take_slots());
+        self.records = 0;
+        self.key_value_bytes = 0;
+        self.released_bytes = 0;
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        self.hollow_out();
     }
 }
 

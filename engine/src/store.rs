@@ -1,8 +1,9 @@
 //! The store: a stack of segments, batches applied on top, a merger below.
 
 use crate::batch::Batch;
+use crate::cpu_clock::CpuInstant;
 use crate::index::{hash_key, HashIndex};
-use crate::merge::{choose_run, drops_as_expired, MergeJob};
+use crate::merge::{choose_run, drops_as_expired, JobVecs, MergeJob};
 use crate::pool::{Pool, Purpose};
 use crate::range::{Range, RangeRev};
 use crate::record::{compare_keys, Meta, Op, META_WORDS};
@@ -11,7 +12,7 @@ use crate::snapshot::{bounds, lookup, Snapshot, Stack};
 use crate::{Entry, Error, StoreConfig, STACK_HEIGHT_LIMIT};
 use std::ops::RangeBounds;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -28,6 +29,14 @@ const RELEASE_CHUNK_BYTES: usize = 512 * 1024;
 
 /// Keys of a batch looked up in the stack together (see `apply`).
 const LOOKUP_GROUP: usize = 16;
+
+/// Hollow segment `Rc`s kept for reuse: the stack's limit plus a running
+/// merge's output.
+const SPARE_SEGMENTS_MAX: usize = STACK_HEIGHT_LIMIT + 1;
+
+/// Dead records (shadowed versions and tombstones) below which the store
+/// never merges down for garbage alone: a tiny store is not worth a rewrite.
+const GARBAGE_RECORDS_MIN: usize = 4096;
 
 /// What one [`Store::merge_step`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,8 +83,16 @@ pub struct Store {
     /// would take milliseconds).
     retired: Vec<Rc<Segment>>,
     live_keys: usize,
+    /// Records in the stack (the sum of its segments' lengths), kept up to
+    /// date so the per-round garbage check is O(1).
+    records_held: usize,
     now_ms: u64,
     merges_completed: u64,
+    /// The merge job's vectors between jobs (`None` while one runs).
+    job_vecs: Option<JobVecs>,
+    /// Retired segments' `Rc` allocations, hollowed out, reused for new
+    /// segments so that neither `apply` nor a merge's swap allocates.
+    spare_segments: Vec<Rc<Segment>>,
 }
 
 fn system_now_ms() -> u64 {
@@ -98,8 +115,11 @@ impl Store {
             job: None,
             retired: Vec::with_capacity(STACK_HEIGHT_LIMIT),
             live_keys: 0,
+            records_held: 0,
             now_ms: system_now_ms(),
             merges_completed: 0,
+            job_vecs: Some(JobVecs::new()),
+            spare_segments: Vec::with_capacity(SPARE_SEGMENTS_MAX),
         })
     }
 
@@ -211,7 +231,9 @@ impl Store {
             }
         }
         let segment = Segment::from_pooled(data, meta, index, key_value_bytes, self.pool.clone());
-        self.stack_mut().push(Rc::new(segment));
+        let segment = self.segment_rc(segment);
+        self.stack_mut().push(segment);
+        self.records_held += records;
         self.live_keys = self
             .live_keys
             .checked_add_signed(live_delta)
@@ -243,6 +265,17 @@ impl Store {
 
     fn stack_mut(&mut self) -> &mut Vec<Rc<Segment>> {
         unshare(&mut self.stack)
+    }
+
+    /// `segment` behind an `Rc`, reusing a spare allocation if there is one.
+    fn segment_rc(&mut self, segment: Segment) -> Rc<Segment> {
+        match self.spare_segments.pop() {
+            Some(mut spare) => {
+                *Rc::get_mut(&mut spare).expect("spares are unshared") = segment;
+                spare
+            }
+            None => Rc::new(segment),
+        }
     }
 
     /// The live value of `key` now. No allocation.
@@ -294,6 +327,7 @@ impl Store {
         }
         self.stack = empty_stack();
         self.live_keys = 0;
+        self.records_held = 0;
     }
 
     /// The expiry clock, Unix ms. Starts at the system clock; the caller
@@ -306,17 +340,36 @@ impl Store {
         self.now_ms = now_ms;
     }
 
-    /// The stack is taller than `stack_height_max`, or a merge is running.
+    /// The stack is taller than `stack_height_max`, or holds mostly garbage
+    /// (see [`Store::garbage_heavy`]), or a merge is running.
     pub fn merge_needed(&self) -> bool {
         self.job.is_some()
             || !self.retired.is_empty()
             || self.stack.len() > self.config.stack_height_max
+            || self.garbage_heavy()
     }
 
-    /// Advances the merger for at most `budget` (capped at the configured
-    /// `merge_step_budget`), starting a merge if one is needed.
+    /// Whether dead records (shadowed versions and tombstones) outnumber the
+    /// live keys. The size-tiered policy alone never brings the bottom
+    /// segment into a merge while the segments above it stay small, and
+    /// tombstones are small: a store whose every key was deleted would keep
+    /// its memory forever. A merge of the whole stack (in budgeted steps like
+    /// any other) drops all of it. Since every write adds at most one dead
+    /// record, the rewrite costs at most two record copies per write since
+    /// the last one: amortised O(1). Below [`GARBAGE_RECORDS_MIN`] dead
+    /// records a store with live keys is left alone (not worth a rewrite).
+    fn garbage_heavy(&self) -> bool {
+        let dead = self.records_held.saturating_sub(self.live_keys);
+        // An empty store holds nothing worth keeping, however little.
+        (self.live_keys == 0 && dead > 0)
+            || (self.stack.len() >= 2 && dead >= GARBAGE_RECORDS_MIN && dead >= self.live_keys)
+    }
+
+    /// Advances the merger for at most `budget` of this thread's CPU time
+    /// (capped at the configured `merge_step_budget`), starting a merge if
+    /// one is needed. CPU time, not wall time: see `cpu_clock`.
     pub fn merge_step(&mut self, budget: Duration) -> MergeStatus {
-        let start = Instant::now();
+        let start = CpuInstant::now();
         let budget = budget.min(self.config.merge_step_budget);
         // Releasing pages is kernel work of uneven cost: only in the first
         // half of the budget, like page faults in a merge.
@@ -324,10 +377,13 @@ impl Store {
             return MergeStatus::InProgress;
         }
         if self.job.is_none() {
-            if self.stack.len() <= self.config.stack_height_max {
+            if self.stack.len() > self.config.stack_height_max {
+                self.start_merge(None, true);
+            } else if self.garbage_heavy() {
+                self.start_merge(Some(0..self.stack.len()), true);
+            } else {
                 return MergeStatus::Idle;
             }
-            self.start_merge(None, true);
         }
         let job = self.job.as_mut().expect("a merge is running");
         if !job.step(start, budget) {
@@ -338,16 +394,22 @@ impl Store {
     }
 
     /// Releases retired segments' memory a chunk at a time; true when done.
-    fn release_retired(&mut self, deadline: Instant) -> bool {
+    fn release_retired(&mut self, deadline: CpuInstant) -> bool {
         while let Some(last) = self.retired.last_mut() {
-            if Instant::now() >= deadline {
+            if CpuInstant::now() >= deadline {
                 return false;
             }
             // Shared with a snapshot: its last holder frees it.
             let released = Rc::get_mut(last)
                 .map_or(true, |segment| segment.release_pages(RELEASE_CHUNK_BYTES));
             if released {
-                self.retired.pop();
+                let mut segment = self.retired.pop().expect("a last retired segment");
+                if let Some(hollow) = Rc::get_mut(&mut segment) {
+                    hollow.hollow_out();
+                    if self.spare_segments.len() < SPARE_SEGMENTS_MAX {
+                        self.spare_segments.push(segment);
+                    }
+                }
             }
         }
         true
@@ -370,19 +432,21 @@ impl Store {
     fn start_merge(&mut self, run: Option<std::ops::Range<usize>>, budgeted: bool) {
         assert!(self.job.is_none());
         let run = run.unwrap_or_else(|| {
-            let sizes: Vec<usize> = self
-                .stack
-                .iter()
-                .map(|segment| segment.data_len() + segment.len() * META_WORDS * 8)
-                .collect();
-            choose_run(&sizes)
+            // On the stack, not the heap: starting a merge allocates nothing.
+            let mut sizes = [0usize; STACK_HEIGHT_LIMIT];
+            for (size, segment) in sizes.iter_mut().zip(self.stack.iter()) {
+                *size = segment.data_len() + segment.len() * META_WORDS * 8;
+            }
+            choose_run(&sizes[..self.stack.len()])
         });
+        let vecs = self.job_vecs.take().unwrap_or_else(JobVecs::new);
         self.job = Some(MergeJob::new(
             &self.stack,
             run,
             self.now_ms,
             self.pool.clone(),
             !budgeted,
+            vecs,
         ));
     }
 
@@ -392,9 +456,9 @@ impl Store {
         }
         let unbounded = Duration::from_secs(3600 * 24 * 365);
         let job = self.job.as_mut().expect("a merge is running");
-        while !job.step(Instant::now(), unbounded) {}
+        while !job.step(CpuInstant::now(), unbounded) {}
         self.swap();
-        self.release_retired(Instant::now() + unbounded);
+        self.release_retired(CpuInstant::now() + unbounded);
     }
 
     fn swap(&mut self) {
@@ -402,18 +466,27 @@ impl Store {
         let run = job.run();
         // Keys dropped as expired whose drop a later write did not override.
         let expired_dropped = job.expired_dropped - job.expired_redecided;
-        let stack = unshare(&mut self.stack);
-        for (input, segment) in job.inputs().iter().zip(&stack[run.clone()]) {
+        for (input, segment) in job.inputs().iter().zip(&self.stack[run.clone()]) {
             assert!(
                 Rc::ptr_eq(input, segment),
                 "merge inputs moved in the stack"
             );
         }
-        let output = job.finish();
+        let (output, vecs) = job.finish();
+        self.job_vecs = Some(vecs);
+        let output = output.map(|output| self.segment_rc(output));
+        let stack = unshare(&mut self.stack);
+        let records_in: usize = stack[run.clone()].iter().map(|segment| segment.len()).sum();
+        self.records_held -= records_in;
         self.retired.extend(stack.drain(run.clone()));
         if let Some(output) = output {
-            stack.insert(run.start, Rc::new(output));
+            self.records_held += output.len();
+            stack.insert(run.start, output);
         }
+        debug_assert_eq!(
+            self.records_held,
+            stack.iter().map(|segment| segment.len()).sum::<usize>()
+        );
         self.live_keys = self
             .live_keys
             .checked_sub(expired_dropped)
@@ -421,10 +494,21 @@ impl Store {
         self.merges_completed += 1;
     }
 
+    /// Bytes of every buffer the store holds, as counted against the quota
+    /// (the same as `stats().memory_used_bytes`, without walking the stack).
+    pub fn memory_used_bytes(&self) -> usize {
+        self.pool.held_bytes()
+    }
+
+    /// Merges finished since the store was opened.
+    pub fn merges_completed(&self) -> u64 {
+        self.merges_completed
+    }
+
     pub fn stats(&self) -> StoreStats {
         StoreStats {
             height: self.stack.len(),
-            records_held: self.stack.iter().map(|segment| segment.len()).sum(),
+            records_held: self.records_held,
             key_value_bytes: self
                 .stack
                 .iter()
@@ -460,7 +544,9 @@ impl Store {
                 _ => 0,
             };
         }
-        self.stack_mut().push(Rc::new(segment));
+        self.records_held += segment.len();
+        let segment = self.segment_rc(segment);
+        self.stack_mut().push(segment);
         self.live_keys = self
             .live_keys
             .checked_add_signed(live_delta)
@@ -883,6 +969,53 @@ mod tests {
         assert_eq!(
             copy.range(..).map(|e| e.value).collect::<Vec<_>>(),
             [b"1", b"2", b"3"]
+        );
+    }
+
+    #[test]
+    fn deleting_every_key_gives_the_memory_back() {
+        let mut store = Store::new(StoreConfig {
+            memory_quota_bytes: 256 << 20,
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        // Values large enough that the deletes' tombstones never grow to a
+        // quarter of the bottom segment, which the size-tiered policy alone
+        // would need to merge it.
+        let (keys, value_len) = (20_000u32, 1000);
+        let drive = |store: &mut Store| {
+            while store.merge_step(Duration::from_millis(50)) != MergeStatus::Idle {}
+        };
+        for chunk in (0..keys).collect::<Vec<_>>().chunks(1000) {
+            let mut batch = store
+                .new_batch(chunk.len(), chunk.len() * (4 + value_len))
+                .unwrap();
+            for i in chunk {
+                batch.set(&i.to_be_bytes(), &[7; 1000]).unwrap();
+            }
+            store.apply(batch).unwrap();
+            drive(&mut store);
+        }
+        store.trim();
+        let full_bytes = store.stats().memory_used_bytes;
+        assert!(full_bytes > keys as usize * value_len, "{full_bytes}");
+        // Deletes in small batches, as a server's rounds apply them.
+        for chunk in (0..keys).collect::<Vec<_>>().chunks(100) {
+            let mut batch = store.new_batch(chunk.len(), chunk.len() * 8).unwrap();
+            for i in chunk {
+                batch.delete(&i.to_be_bytes()).unwrap();
+            }
+            store.apply(batch).unwrap();
+            drive(&mut store);
+        }
+        assert!(store.is_empty());
+        assert!(!store.merge_needed());
+        store.trim();
+        let stats = store.stats();
+        assert_eq!(stats.records_held, 0, "dead records stayed: {stats:?}");
+        assert!(
+            stats.memory_used_bytes < full_bytes / 8,
+            "memory not given back: {full_bytes} bytes held before, {stats:?} now",
         );
     }
 

@@ -96,6 +96,8 @@ pub struct KeyspaceCounters {
     pub writes_applied: u64,
     pub writes_refused_oom: u64,
     pub apply_failures: u64,
+    /// Engine merges finished (the merger's progress, for audits).
+    pub merges_completed: u64,
 }
 
 pub struct Keyspace {
@@ -148,7 +150,7 @@ impl Keyspace {
     }
 
     pub fn memory_used_bytes(&self) -> usize {
-        self.store.stats().memory_used_bytes
+        self.store.memory_used_bytes()
     }
 
     /// The live record of `key`: the pending batch's latest op wins.
@@ -242,11 +244,11 @@ impl Keyspace {
             let needed = pooled_bytes(bytes)
                 + pooled_bytes(ops * 16)
                 + pooled_bytes((ops * 2).next_power_of_two() * 4);
-            if self.store.stats().memory_used_bytes + needed > self.memory_limit_bytes {
+            if self.store.memory_used_bytes() + needed > self.memory_limit_bytes {
                 // Spare pooled buffers count as used; release them and look
                 // again before refusing (only ever under memory pressure).
                 self.store.trim();
-                if self.store.stats().memory_used_bytes + needed > self.memory_limit_bytes {
+                if self.store.memory_used_bytes() + needed > self.memory_limit_bytes {
                     self.counters.writes_refused_oom += 1;
                     return Err(WriteError::OutOfMemory);
                 }
@@ -368,6 +370,7 @@ impl Keyspace {
         }
         if self.store.merge_needed() {
             self.store.merge_step(MERGE_STEP_BUDGET);
+            self.counters.merges_completed = self.store.merges_completed();
         }
     }
 

@@ -104,6 +104,19 @@ thread_local! {
     static IN_EXECUTOR_WAIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Parks of every core's loop in this process (see [`executor_waits`]).
+static EXECUTOR_WAITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times the cores' loops in this process have parked in glommio.
+/// glommio's bookkeeping allocates per park, and how
+/// many parks a request costs depends on scheduling (whether its reply's
+/// completion lands before or after the loop parks, whether the client
+/// was descheduled between requests), so an allocation audit bounds
+/// glommio's allocations per park, not per request.
+pub fn executor_waits() -> u64 {
+    EXECUTOR_WAITS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// True on a core's thread while its loop is parked in glommio waiting for
 /// the eventfd. Lets an allocation audit tell the loop's own allocations
 /// (there must be none per request) from glommio's per-wait bookkeeping.
@@ -227,6 +240,7 @@ pub async fn serve<H: Handler>(
             .rounds
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if core.uring.completion().is_empty() {
+            EXECUTOR_WAITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             IN_EXECUTOR_WAIT.with(|flag| flag.set(true));
             let woken = waker.read_at(0, 8).await;
             IN_EXECUTOR_WAIT.with(|flag| flag.set(false));

@@ -19,5 +19,5 @@ mod runtime;
 
 pub use conn::{INPUT_BYTES_MAX, OUTPUT_PAUSE_BYTES};
 pub use error::ServerError;
-pub use event_loop::in_executor_wait;
+pub use event_loop::{executor_waits, in_executor_wait};
 pub use runtime::{announce_ip, run, usable_cpus, HandlerResult};
