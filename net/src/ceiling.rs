@@ -74,6 +74,8 @@ impl Handler for Ceiling {
         match *error {}
     }
 
+    async fn maintain(&mut self) {}
+
     fn idle_wake_after(&self) -> Option<std::time::Duration> {
         None
     }

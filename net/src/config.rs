@@ -521,6 +521,23 @@ mod tests {
     }
 
     #[test]
+    fn persistence_flags() {
+        let config = run(&[]).unwrap();
+        assert_eq!(config.flush_interval_ms, FLUSH_INTERVAL_MS_DEFAULT);
+        assert!(!config.tolerant_recovery);
+        let config = run(&["--flush-interval-ms", "250", "--tolerant-recovery"]).unwrap();
+        assert_eq!(config.flush_interval_ms, 250);
+        assert!(config.tolerant_recovery);
+        let too_long = (FLUSH_INTERVAL_MS_MAX + 1).to_string();
+        let error = run(&["--flush-interval-ms", &too_long]).unwrap_err();
+        assert!(error.to_string().contains("flush-interval-ms"), "{error}");
+        let error = run(&["--flush-interval-ms", "0"]).unwrap_err();
+        assert!(error.to_string().contains("flush-interval-ms"), "{error}");
+        let error = run(&["--tolerant-recovery=yes"]).unwrap_err();
+        assert!(error.to_string().contains("no value"), "{error}");
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(parse_size_bytes("512mb"), Some(512 << 20));
         assert_eq!(parse_size_bytes("2GB"), Some(2 << 30));

@@ -60,6 +60,11 @@ pub trait Handler {
         error: &Self::CommitError,
     );
 
+    /// Bounded background work (merges; durable: a due flush, compaction),
+    /// called after each commit once the round's replies are submitted, so
+    /// its disk waits never delay them.
+    async fn maintain(&mut self);
+
     /// How soon `commit` is wanted though no input arrives (async-mode
     /// flushes, background merges); `None` when nothing waits.
     fn idle_wake_after(&self) -> Option<Duration>;

@@ -29,6 +29,16 @@ fn acknowledged_writes_survive_sigkill() {
         &["--durability", "sync"],
     );
     let mut clients = [Client::connect(BASE_PORT), Client::connect(BASE_PORT + 1)];
+    clients[0].command(&[b"CONFIG", b"GET", b"appendonly"]);
+    assert_eq!(clients[0].read_line(), b"*2\r\n");
+    assert_eq!(clients[0].read_bulk().unwrap(), b"appendonly");
+    assert_eq!(clients[0].read_bulk().unwrap(), b"yes");
+    clients[1].command(&[b"INFO", b"persistence"]);
+    let info = String::from_utf8(clients[1].read_bulk().unwrap()).unwrap();
+    assert!(
+        info.contains("aof_enabled:1") && info.contains("durability:sync"),
+        "{info}"
+    );
     let mut pipelines = [Vec::new(), Vec::new()];
     let mut replies = [Vec::new(), Vec::new()];
     for i in 0..KEYS {

@@ -1,4 +1,5 @@
-//! A core's keyspace: the engine's `Store` plus the round's pending `Batch`.
+//! A core's keyspace: the engine's store (durable in the server) plus the
+//! round's pending `Batch`.
 //!
 //! This is the only module that talks to the engine, so the commands see
 //! four operations: look a key up, stage a set, stage a delete, and flush.
@@ -15,6 +16,27 @@
 //! one. Batches are sized from the previous batch's use (powers of two, the
 //! engine pool's size classes), so a steady load reuses pooled buffers and
 //! an idle core's segments stay small.
+//!
+//! ## Durability (a keyspace opened with [`Keyspace::open`])
+//! The store is the core's `DurableStore`. [`Keyspace::commit`] hands the
+//! round's batch to `DurableStore::commit`: in sync mode it returns after the
+//! segment holding the round's writes is written and fdatasynced, so one
+//! round costs one segment and one sync however many connections wrote
+//! (group commit), and the network loop sends replies only after it. A batch
+//! flushed before the end of its round (it filled up, or a `SCAN`/`KEYS`
+//! needed a snapshot) is applied in memory at once and persisted by the same
+//! commit, or taken back with it. When the disk fails (ENOSPC, EIO) the
+//! commit returns the error and none of the round's writes stay applied:
+//! the command layer then answers every request of the round with the error
+//! (`Shard`'s `round_failed`), reads included, because a read in the round
+//! may have seen a write that is now gone. In async mode a commit only
+//! applies; the store flushes when its interval is due (a round, or the
+//! loop's idle wake-up) and at shutdown. `FLUSHDB` clears memory at once and
+//! the file is rewritten by the next commit; sync mode persists nothing newer
+//! until that rewrite succeeds.
+//!
+//! A keyspace made with [`Keyspace::new`] lives in memory only: the command
+//! layer's tests and benches, which drive rounds without an executor.
 //!
 //! ## No acknowledged write is ever lost to the memory quota
 //! A reply is appended as soon as a write is staged, but the batch is
@@ -457,8 +479,8 @@ impl Keyspace {
     }
 
     /// End of a round: apply the round's writes and (per the durability
-    /// mode) make them durable, advance the clock, then a bounded step of
-    /// background work (merge, flush when due, compaction). On `Err` none
+    /// mode) make them durable, and advance the clock ([`Keyspace::maintain`]
+    /// does the background work after the replies are sent). On `Err` none
     /// of the round's writes were applied (sync mode) or accepted (async
     /// mode's back-pressure), and none will be served.
     pub async fn commit(&mut self, now_ms: u64) -> Result<(), PersistError> {
@@ -491,6 +513,13 @@ impl Keyspace {
         if now_ms > self.store().now_ms() {
             self.store_mut().set_now_ms(now_ms);
         }
+        result
+    }
+
+    /// A bounded step of background work (merge; durable: flush when due,
+    /// compaction), run after the round's replies are on their way so a
+    /// flush's disk wait never delays them.
+    pub async fn maintain(&mut self) {
         match &mut self.backing {
             Backing::Memory(store) => {
                 if store.merge_needed() {
@@ -509,7 +538,6 @@ impl Keyspace {
                 }
             }
         }
-        result
     }
 
     /// How soon background work wants a commit even if no request arrives
@@ -633,6 +661,7 @@ mod tests {
         crate::commands::shard::poll_once(ks.commit(now_ms))
             .expect("a memory commit never waits")
             .expect("memory commits cannot fail");
+        crate::commands::shard::poll_once(ks.maintain()).expect("memory merges never wait");
     }
 
     fn keyspace(limit_bytes: usize) -> Keyspace {

@@ -276,6 +276,7 @@ impl Shard {
         poll_once(self.commit())
             .expect("a memory-only commit never waits")
             .expect("memory commits cannot fail");
+        poll_once(self.maintain()).expect("memory-only maintenance never waits");
     }
 
     async fn commit_inner(&mut self) -> Result<(), PersistError> {
@@ -406,6 +407,10 @@ impl Handler for Shard {
                 .error_fmt(format_args!("ERR disk error: {error}; write not applied"));
         }
         conn.round_requests = 0;
+    }
+
+    async fn maintain(&mut self) {
+        self.core.keyspace.maintain().await;
     }
 
     fn idle_wake_after(&self) -> Option<std::time::Duration> {
@@ -632,6 +637,43 @@ mod tests {
             "memory limit 1024 bytes is below the minimum 1048576"
         );
         assert!(Shard::new(config(3, 4, u16::MAX - 3, 8 << 20)).is_ok());
+    }
+
+    #[test]
+    fn a_failed_round_rewrites_exactly_that_rounds_replies() {
+        let mut shard = Shard::new(config(0, 1, 7000, 8 << 20)).unwrap();
+        let mut conn = shard.open(1);
+        let mut idle = shard.open(2);
+        let mut out = b"+EARLIER\r\n".to_vec();
+        let round_start = out.len();
+        let requests = b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n\
+            *2\r\n$3\r\nGET\r\n$1\r\na\r\n*1\r\n$4\r\nPING\r\n";
+        let handled = shard.handle(&mut conn, requests, &mut out);
+        assert_eq!(handled.consumed, requests.len());
+        assert_eq!(&out[round_start..], b"+OK\r\n$1\r\n1\r\n+PONG\r\n");
+        shard.commit_round();
+        let error = PersistError::WriteFailed {
+            reason: "disk\r\ngone".into(),
+        };
+        shard.round_failed(&mut conn, &mut out, round_start, &error);
+        let reply = b"-ERR disk error: write not persisted: disk  gone; write not applied\r\n";
+        let mut expected = b"+EARLIER\r\n".to_vec();
+        for _ in 0..3 {
+            expected.extend_from_slice(reply);
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&expected)
+        );
+        // A connection without requests in that round is left alone, and a
+        // second call for the same round changes nothing.
+        let mut idle_out = b"+KEEP\r\n".to_vec();
+        shard.round_failed(&mut idle, &mut idle_out, 0, &error);
+        assert_eq!(idle_out, b"+KEEP\r\n");
+        shard.round_failed(&mut conn, &mut out, round_start, &error);
+        assert_eq!(out, expected);
+        shard.close(conn);
+        shard.close(idle);
     }
 
     #[test]

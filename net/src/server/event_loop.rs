@@ -30,7 +30,14 @@
 //! A round: reap every completion (accept, receive, send, timers), let the
 //! handler parse and execute each touched connection's whole input (all
 //! pipelined requests), `commit().await` once, then submit at most one send
-//! per connection and wait.
+//! per connection and wait. Replies are sent only after the commit, so in
+//! sync mode none leaves before its write is fdatasynced. When the commit
+//! fails (a disk error: the round's writes were taken back), the handler
+//! rewrites each handled connection's replies of the round from where they
+//! started in its output (`Conn::round_start`) before anything is sent.
+//! Before parking, the loop arms one io_uring timeout when the handler has
+//! background work due (`Handler::idle_wake_after`: async-mode flushes,
+//! merges), so an idle core still flushes within its interval.
 //!
 //! Closing a connection: `shutdown(2)` both directions (which ends the
 //! multishot receive and fails a blocked send), wait until the kernel owns
@@ -228,7 +235,8 @@ pub async fn serve<H: Handler>(
             core.begin_drain();
         }
         let handled = core.handle_inputs(handler);
-        if handled || core.idle_wake_fired {
+        let commit = handled || core.idle_wake_fired;
+        if commit {
             core.idle_wake_fired = false;
             if let Err(error) = handler.commit().await {
                 // Replies are still unsent: every connection of the round
@@ -239,6 +247,11 @@ pub async fn serve<H: Handler>(
         }
         core.flush(handler);
         core.pump()?;
+        if commit {
+            // The replies are submitted: background disk work no longer
+            // holds them up.
+            handler.maintain().await;
+        }
         if core.draining && core.conns.is_empty() {
             break;
         }
@@ -246,8 +259,9 @@ pub async fn serve<H: Handler>(
             .rounds
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if core.uring.completion().is_empty() {
-            core.arm_idle_wake(handler);
-            core.pump()?;
+            if core.arm_idle_wake(handler) {
+                core.pump()?;
+            }
             IN_EXECUTOR_WAIT.with(|flag| flag.set(true));
             let woken = waker.read_at(0, 8).await;
             IN_EXECUTOR_WAIT.with(|flag| flag.set(false));
@@ -608,12 +622,13 @@ impl<H: Handler> Core<H> {
 
     /// Before parking: if the handler has background work waiting (an
     /// async flush, a merge), arm one timeout so an idle core still does it.
-    fn arm_idle_wake(&mut self, handler: &H) {
+    /// True if a timeout was queued (the caller submits it).
+    fn arm_idle_wake(&mut self, handler: &H) -> bool {
         if self.idle_wake_armed || self.idle_wake_fired {
-            return;
+            return false;
         }
         let Some(after) = handler.idle_wake_after() else {
-            return;
+            return false;
         };
         self.idle_wake = types::Timespec::from(after);
         let entry = opcode::Timeout::new(&self.idle_wake)
@@ -621,6 +636,7 @@ impl<H: Handler> Core<H> {
             .user_data(token(Op::IdleWake, 0, 0));
         self.push(entry);
         self.idle_wake_armed = true;
+        true
     }
 
     /// Send, re-arm and close what the round left to do.
