@@ -2,12 +2,9 @@
 //! pipelined round of GET/SET requests and committing it, no network.
 //! Run: `cargo bench --bench commands -- --warm-up-time 1 --measurement-time 3`
 
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::pin::pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tessera::net::commands::Shard;
@@ -16,26 +13,6 @@ use tessera::net::handler::{Durability, Handler, NodeTopology, ShardConfig};
 const PIPELINE_DEPTH: usize = 64;
 const KEYS: usize = 10_000;
 const VALUE_LEN: usize = 32;
-
-fn block_on<F: Future>(future: F) -> F::Output {
-    fn noop_raw() -> RawWaker {
-        fn clone(_: *const ()) -> RawWaker {
-            noop_raw()
-        }
-        fn noop(_: *const ()) {}
-        static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, noop);
-        RawWaker::new(std::ptr::null(), &VTABLE)
-    }
-    // SAFETY: the vtable's functions ignore the (null) data pointer.
-    let waker = unsafe { Waker::from_raw(noop_raw()) };
-    let mut context = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-    }
-}
 
 fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
     out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
@@ -57,6 +34,8 @@ fn shard() -> Shard {
         requirepass: None,
         memory_limit_bytes: 1 << 30,
         durability: Durability::Async,
+        flush_interval_ms: 10,
+        tolerant_recovery: false,
         data_dir: PathBuf::from("/nonexistent"),
     })
     .expect("shard starts")
@@ -90,7 +69,7 @@ fn bench(c: &mut Criterion) {
         let mut out = Vec::with_capacity(1 << 20);
         for input in pipelines(b"SET", KEYS / PIPELINE_DEPTH + 1) {
             shard.handle(&mut conn, &input, &mut out);
-            block_on(shard.commit());
+            shard.commit_round();
             out.clear();
         }
         let inputs = pipelines(command, 256);
@@ -103,7 +82,7 @@ fn bench(c: &mut Criterion) {
                 out.clear();
                 let handled = shard.handle(&mut conn, input, &mut out);
                 assert_eq!(handled.consumed, input.len());
-                block_on(shard.commit());
+                shard.commit_round();
             })
         });
     }

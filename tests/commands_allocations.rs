@@ -68,7 +68,7 @@ fn get_and_set_rounds_do_not_allocate_including_merges() {
         out.clear();
         let before = allocations();
         let handled = c.shard.handle(&mut c.conn, pipeline, &mut out);
-        common::block_on(c.shard.commit());
+        c.shard.commit_round();
         let used = allocations() - before;
         assert_eq!(handled.consumed, pipeline.len());
         used

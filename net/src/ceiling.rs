@@ -27,6 +27,8 @@ pub struct Ceiling;
 
 impl Handler for Ceiling {
     type Conn = ();
+    /// Nothing is stored, so nothing can fail to persist.
+    type CommitError = std::convert::Infallible;
 
     fn open(&mut self, _conn_id: u64) {}
 
@@ -58,7 +60,29 @@ impl Handler for Ceiling {
         }
     }
 
-    async fn commit(&mut self) {}
+    async fn commit(&mut self) -> Result<(), Self::CommitError> {
+        Ok(())
+    }
+
+    fn round_failed(
+        &mut self,
+        _conn: &mut (),
+        _out: &mut Vec<u8>,
+        _round_start: usize,
+        error: &Self::CommitError,
+    ) {
+        match *error {}
+    }
+
+    async fn maintain(&mut self) {}
+
+    fn idle_wake_after(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    async fn shutdown(&mut self) -> Result<(), Self::CommitError> {
+        Ok(())
+    }
 
     fn close(&mut self, _conn: ()) {}
 }

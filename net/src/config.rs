@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use crate::handler::Durability;
+pub use tessera_engine::{FLUSH_INTERVAL_MS_DEFAULT, FLUSH_INTERVAL_MS_MAX};
 
 /// The first core's port unless `--port` says otherwise.
 pub const PORT_DEFAULT: u16 = 7379;
@@ -59,6 +60,11 @@ pub struct Config {
     pub announce_ip: Option<IpAddr>,
     pub data_dir: PathBuf,
     pub durability: Durability,
+    /// Async mode: applied writes reach the disk within this interval.
+    pub flush_interval_ms: u64,
+    /// Open a damaged store by keeping what precedes the damage (reported)
+    /// instead of refusing to start.
+    pub tolerant_recovery: bool,
     /// Whole node; each core gets `memory_limit_bytes / cores`.
     pub memory_limit_bytes: u64,
     pub requirepass: Option<String>,
@@ -82,6 +88,8 @@ impl Config {
             announce_ip: None,
             data_dir: PathBuf::from("./data"),
             durability: Durability::Sync,
+            flush_interval_ms: FLUSH_INTERVAL_MS_DEFAULT,
+            tolerant_recovery: false,
             memory_limit_bytes: MEMORY_LIMIT_DEFAULT_BYTES,
             requirepass: None,
             max_clients: MAX_CLIENTS_DEFAULT,
@@ -125,6 +133,13 @@ impl Config {
                 key: "io-memory".into(),
                 value: self.io_memory_bytes.to_string(),
                 expected: format!("at least {IO_MEMORY_MIN_BYTES} bytes (glommio's minimum)"),
+            });
+        }
+        if !(1..=FLUSH_INTERVAL_MS_MAX).contains(&self.flush_interval_ms) {
+            return Err(ConfigError::InvalidValue {
+                key: "flush-interval-ms".into(),
+                value: self.flush_interval_ms.to_string(),
+                expected: format!("1..={FLUSH_INTERVAL_MS_MAX} milliseconds"),
             });
         }
         if self.memory_limit_per_core_bytes() == 0 {
@@ -232,6 +247,9 @@ USAGE: tessera [flags]
                         for 0.0.0.0/:: the first non-loopback interface, else loopback)
   --data-dir DIR        data directory; core i uses DIR/core-i (default ./data)
   --durability MODE     sync (default: ack after fdatasync) or async
+  --flush-interval-ms N async mode: persist applied writes within N ms (default 10)
+  --tolerant-recovery   open a damaged store keeping what precedes the damage
+                        (reported) instead of refusing to start
   --memory-limit SIZE   node memory limit, split evenly over cores (default 1gb)
   --requirepass PASS    require AUTH PASS
   --max-clients N       connections per core (default 10000)
@@ -259,7 +277,7 @@ where
         match name.as_str() {
             "help" => return Ok(Command::Help),
             "version" => return Ok(Command::Version),
-            "ceiling" => {
+            "ceiling" | "tolerant-recovery" => {
                 if inline_value.is_some() {
                     return Err(ConfigError::InvalidValue {
                         key: name,
@@ -295,7 +313,8 @@ where
     for (name, value) in pairs {
         match value {
             Some(value) => apply(&mut config, &name, &value)?,
-            None => config.ceiling = true,
+            None if name == "ceiling" => config.ceiling = true,
+            None => config.tolerant_recovery = true,
         }
     }
     config.validate(cpus_online)?;
@@ -310,6 +329,7 @@ const FLAG_KEYS: &[&str] = &[
     "announce-ip",
     "data-dir",
     "durability",
+    "flush-interval-ms",
     "memory-limit",
     "requirepass",
     "max-clients",
@@ -333,6 +353,10 @@ fn apply_file(config: &mut Config, path: &std::path::Path) -> Result<(), ConfigE
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) if key == "ceiling" => {
                 config.ceiling = *b;
+                continue;
+            }
+            toml::Value::Boolean(b) if key == "tolerant-recovery" => {
+                config.tolerant_recovery = *b;
                 continue;
             }
             other => {
@@ -374,6 +398,11 @@ fn apply(config: &mut Config, key: &str, value: &str) -> Result<(), ConfigError>
                 "async" => Durability::Async,
                 _ => return Err(invalid("`sync` or `async`")),
             }
+        }
+        "flush-interval-ms" => {
+            config.flush_interval_ms = value
+                .parse()
+                .map_err(|_| invalid("a number of milliseconds"))?
         }
         "memory-limit" => {
             config.memory_limit_bytes =
@@ -489,6 +518,23 @@ mod tests {
         assert!(error.to_string().contains("announce-ip"), "{error}");
         let error = run(&["--durability", "maybe"]).unwrap_err();
         assert!(error.to_string().contains("sync"), "{error}");
+    }
+
+    #[test]
+    fn persistence_flags() {
+        let config = run(&[]).unwrap();
+        assert_eq!(config.flush_interval_ms, FLUSH_INTERVAL_MS_DEFAULT);
+        assert!(!config.tolerant_recovery);
+        let config = run(&["--flush-interval-ms", "250", "--tolerant-recovery"]).unwrap();
+        assert_eq!(config.flush_interval_ms, 250);
+        assert!(config.tolerant_recovery);
+        let too_long = (FLUSH_INTERVAL_MS_MAX + 1).to_string();
+        let error = run(&["--flush-interval-ms", &too_long]).unwrap_err();
+        assert!(error.to_string().contains("flush-interval-ms"), "{error}");
+        let error = run(&["--flush-interval-ms", "0"]).unwrap_err();
+        assert!(error.to_string().contains("flush-interval-ms"), "{error}");
+        let error = run(&["--tolerant-recovery=yes"]).unwrap_err();
+        assert!(error.to_string().contains("no value"), "{error}");
     }
 
     #[test]

@@ -7,9 +7,11 @@
 //! same loop drive the real command layer, the ceiling responder used to
 //! measure what one core can do over loopback at all, and tests.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::time::Duration;
 
 /// What [`Handler::handle`] did with a connection's input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +31,9 @@ pub trait Handler {
     /// Per-connection protocol state (RESP version, auth, name, ...).
     type Conn;
 
+    /// Why a round's writes could not be made durable (a disk error).
+    type CommitError: fmt::Display;
+
     /// A connection was accepted; `conn_id` is unique on this node.
     fn open(&mut self, conn_id: u64) -> Self::Conn;
 
@@ -39,7 +44,33 @@ pub trait Handler {
     /// End of one network round: every connection that had input was handled.
     /// Writes buffered during the round are made durable (per the durability
     /// mode) before this returns; the loop sends the round's replies after.
-    async fn commit(&mut self);
+    /// Also called, without input, when [`Handler::idle_wake_after`] asked.
+    /// On `Err` none of the round's writes took effect: the loop then calls
+    /// [`Handler::round_failed`] for every connection handled this round.
+    async fn commit(&mut self) -> Result<(), Self::CommitError>;
+
+    /// The round's commit failed. `out[round_start..]` holds the replies
+    /// `conn` got this round; replace them with one error per request (the
+    /// writes were not applied, and reads of the round may have seen them).
+    fn round_failed(
+        &mut self,
+        conn: &mut Self::Conn,
+        out: &mut Vec<u8>,
+        round_start: usize,
+        error: &Self::CommitError,
+    );
+
+    /// Bounded background work (merges; durable: a due flush, compaction),
+    /// called after each commit once the round's replies are submitted, so
+    /// its disk waits never delay them.
+    async fn maintain(&mut self);
+
+    /// How soon `commit` is wanted though no input arrives (async-mode
+    /// flushes, background merges); `None` when nothing waits.
+    fn idle_wake_after(&self) -> Option<Duration>;
+
+    /// Clean shutdown, after the last round's commit: persist everything.
+    async fn shutdown(&mut self) -> Result<(), Self::CommitError>;
 
     /// The connection is gone (closed by either side).
     fn close(&mut self, conn: Self::Conn);
@@ -75,6 +106,10 @@ pub struct ShardConfig {
     /// This core's share of the node's memory limit, in bytes.
     pub memory_limit_bytes: usize,
     pub durability: Durability,
+    /// Async mode: applied writes reach the disk within this interval.
+    pub flush_interval_ms: u64,
+    /// Open a damaged store keeping what precedes the damage (reported).
+    pub tolerant_recovery: bool,
     /// This core's own directory, `<data-dir>/core-<n>/`.
     pub data_dir: PathBuf,
 }

@@ -119,7 +119,8 @@ where
         thread_sender.send(unsafe { libc::pthread_self() }).unwrap();
         server::run(&server_config, move |shard_config| {
             CORE_THREAD.with(|core| core.set(true));
-            make_handler(shard_config)
+            let handler = make_handler(shard_config);
+            async move { handler }
         })
     });
     let server_thread = thread_receiver.recv().unwrap();

@@ -56,6 +56,8 @@ pub fn config(
         requirepass: requirepass.map(str::to_owned),
         memory_limit_bytes,
         durability: Durability::Sync,
+        flush_interval_ms: 10,
+        tolerant_recovery: false,
         data_dir: PathBuf::from("/nonexistent"),
     }
 }
@@ -119,7 +121,7 @@ impl Client {
         assert!(handled.consumed <= self.pending.len());
         self.pending.drain(..handled.consumed);
         self.closed = handled.close;
-        block_on(self.shard.commit());
+        self.shard.commit_round();
         out
     }
 

@@ -58,6 +58,10 @@ use super::segment_log::{RecoveryReport, SegmentLog};
 
 pub const FLUSH_INTERVAL_MS_DEFAULT: u64 = 10;
 pub const FLUSH_INTERVAL_MS_MAX: u64 = 60_000;
+/// Stack height up to which async mode lets a needed merge wait for the
+/// flush timer instead of flushing at once (merges never take unpersisted
+/// segments).
+pub const MERGE_WAIT_HEIGHT_MAX: usize = STACK_HEIGHT_LIMIT / 2;
 /// Most applied-but-unpersisted segments in async mode.
 pub const UNPERSISTED_SEGMENTS_MAX: usize = 16;
 const _: () = assert!(UNPERSISTED_SEGMENTS_MAX * 2 < STACK_HEIGHT_LIMIT);
@@ -122,6 +126,9 @@ pub struct DurableStore<L: FileLayer = DmaLayer> {
     unpersisted_since: Option<Instant>,
     /// A compaction advancing one chunk per maintenance step.
     compaction: Option<CompactionJob<L::File>>,
+    /// [`DurableStore::clear_in_memory`] ran: the file still holds what was
+    /// cleared until it is rewritten.
+    rewrite_needed: bool,
 }
 
 /// A compaction in progress: the stack as it was when it started, and how
@@ -211,6 +218,7 @@ impl<L: FileLayer> DurableStore<L> {
             unpersisted: 0,
             unpersisted_since: None,
             compaction: None,
+            rewrite_needed: false,
         };
         Ok((durable, report))
     }
@@ -247,27 +255,57 @@ impl<L: FileLayer> DurableStore<L> {
 
     /// Applies `batch` and, in sync mode, makes it durable before returning.
     /// On error the batch is not applied (sync) or not accepted (async).
+    /// In sync mode the batches [`DurableStore::apply_pending`] applied
+    /// since the last commit share its fate: persisted with it, or taken
+    /// back with it.
     pub async fn commit(&mut self, batch: Batch) -> Result<(), PersistError> {
-        if self.unpersisted >= UNPERSISTED_SEGMENTS_MAX {
-            // Async back-pressure: a full or failing disk refuses new writes
-            // instead of buffering without bound.
-            self.flush().await?;
+        self.commit_with(Some(batch)).await
+    }
+
+    /// [`DurableStore::commit`] without a new batch: makes what
+    /// [`DurableStore::apply_pending`] applied durable (sync mode), or takes
+    /// it back on a disk error.
+    pub async fn commit_pending(&mut self) -> Result<(), PersistError> {
+        self.commit_with(None).await
+    }
+
+    /// Whether [`DurableStore::apply_pending`] would take a batch now.
+    pub fn pending_room(&self) -> bool {
+        let height = self.store.stats().height;
+        // Below the write-stall height: an apply must never merge segments
+        // that are not on disk yet (they could not be taken back).
+        self.unpersisted < UNPERSISTED_SEGMENTS_MAX
+            && (self.unpersisted == 0 || height + 1 < STACK_HEIGHT_LIMIT)
+    }
+
+    /// Applies `batch` in memory now, without touching the disk, for a
+    /// writer that must see it before its commit (a full round batch, a scan
+    /// after writes). The next commit persists it (or, in sync mode, takes
+    /// it back on a disk error). Refused when [`DurableStore::pending_room`]
+    /// is false.
+    pub fn apply_pending(&mut self, batch: Batch) -> Result<(), PersistError> {
+        if !self.pending_room() {
+            return Err(PersistError::PendingFull {
+                max: UNPERSISTED_SEGMENTS_MAX,
+            });
         }
+        self.apply_counted(batch)
+    }
+
+    fn apply_counted(&mut self, batch: Batch) -> Result<(), PersistError> {
         let height_before = self.store.stats().height;
-        if self.unpersisted > 0 && height_before + 1 >= STACK_HEIGHT_LIMIT {
-            // The engine is about to stall on a merge that could take in
-            // the unpersisted segments: make them durable first.
-            self.flush().await?;
-        }
         self.store.apply(batch).map_err(PersistError::Engine)?;
-        if self.store.stats().height == height_before {
-            return Ok(()); // an empty batch adds no segment
+        if self.store.stats().height != height_before {
+            self.unpersisted += 1;
+            self.unpersisted_since.get_or_insert_with(Instant::now);
         }
-        self.unpersisted += 1;
-        self.unpersisted_since.get_or_insert_with(Instant::now);
+        Ok(())
+    }
+
+    async fn commit_with(&mut self, batch: Option<Batch>) -> Result<(), PersistError> {
         match self.config.durability {
             Durability::Sync => {
-                let result = self.persist_pending().await;
+                let result = self.commit_sync(batch).await;
                 if result.is_err() {
                     // Not acknowledged, so never served.
                     while self.unpersisted > 0 {
@@ -279,6 +317,15 @@ impl<L: FileLayer> DurableStore<L> {
                 result
             }
             Durability::Async { .. } => {
+                if let Some(batch) = batch {
+                    if self.unpersisted >= UNPERSISTED_SEGMENTS_MAX {
+                        // Back-pressure: a full or failing disk refuses new
+                        // writes instead of buffering without bound.
+                        self.flush().await?;
+                    }
+                    self.flush_before_stall().await?;
+                    self.apply_counted(batch)?;
+                }
                 if self.flush_due(Instant::now()) {
                     // The write is acknowledged whatever the disk says; a
                     // failure is retried by the next flush.
@@ -287,6 +334,31 @@ impl<L: FileLayer> DurableStore<L> {
                 Ok(())
             }
         }
+    }
+
+    async fn commit_sync(&mut self, batch: Option<Batch>) -> Result<(), PersistError> {
+        if self.rewrite_needed {
+            // A clear (FLUSHDB) is pending: the file must lose the old
+            // contents before anything newer is acknowledged.
+            if let Some(batch) = batch {
+                self.apply_counted(batch)?;
+            }
+            return self.rewrite_current().await;
+        }
+        if let Some(batch) = batch {
+            self.flush_before_stall().await?;
+            self.apply_counted(batch)?;
+        }
+        self.persist_pending().await
+    }
+
+    /// The engine is about to stall on a merge that could take in the
+    /// unpersisted segments: make them durable first.
+    async fn flush_before_stall(&mut self) -> Result<(), PersistError> {
+        if self.unpersisted > 0 && self.store.stats().height + 1 >= STACK_HEIGHT_LIMIT {
+            self.persist_pending().await?;
+        }
+        Ok(())
     }
 
     /// Whether async mode owes the disk a flush at `now`.
@@ -301,6 +373,9 @@ impl<L: FileLayer> DurableStore<L> {
 
     /// Persists every batch applied so far (async mode timer and shutdown).
     pub async fn flush(&mut self) -> Result<(), PersistError> {
+        if self.rewrite_needed {
+            return self.rewrite_current().await;
+        }
         self.persist_pending().await
     }
 
@@ -320,7 +395,7 @@ impl<L: FileLayer> DurableStore<L> {
     /// exactly as a crash would.
     pub async fn close(mut self) -> Result<(), PersistError> {
         self.compaction_abandon().await;
-        self.persist_pending().await?;
+        self.flush().await?;
         self.log.close().await
     }
 
@@ -332,11 +407,18 @@ impl<L: FileLayer> DurableStore<L> {
         // Flush when due, or when a merge waits for the pending segments
         // (merges never touch unpersisted ones); not on every step, which
         // would cost an fdatasync per batch.
+        // A merge may wait for the timer while the stack is low: flushing
+        // for every merge would cost async mode an fdatasync every few
+        // batches, which is sync mode's price without its promise.
         let merge_waits = self.store.merge_needed() && self.unpersisted > 0;
-        if merge_waits || self.flush_due(Instant::now()) {
-            self.persist_pending().await?;
+        let merge_urgent = merge_waits && self.store.stats().height >= MERGE_WAIT_HEIGHT_MAX;
+        // Half the pending limit: the next round keeps room for batches it
+        // must apply before its commit (`apply_pending`).
+        let pending_high = self.unpersisted > UNPERSISTED_SEGMENTS_MAX / 2;
+        if merge_urgent || pending_high || self.flush_due(Instant::now()) || self.rewrite_needed {
+            self.flush().await?;
         }
-        if self.store.merge_needed() {
+        if self.store.merge_needed() && self.unpersisted == 0 {
             self.store.merge_step(budget);
         }
         if self.compaction.is_none() && self.compaction_due() {
@@ -353,6 +435,11 @@ impl<L: FileLayer> DurableStore<L> {
             self.compaction_step(deadline).await?;
         }
         Ok(())
+    }
+
+    /// Whether a clear waits to be written to the file.
+    pub fn rewrite_pending(&self) -> bool {
+        self.rewrite_needed
     }
 
     /// Whether a compaction is under way.
@@ -438,6 +525,31 @@ impl<L: FileLayer> DurableStore<L> {
         self.persist_pending().await?;
         self.log.rewrite(std::iter::empty()).await?;
         self.store.clear();
+        Ok(())
+    }
+
+    /// Drops every record (FLUSHDB) from memory at once, for a caller that
+    /// cannot wait for the disk; the file is replaced by the store's current
+    /// contents at the next commit or flush (which, in sync mode, refuses
+    /// to persist anything newer until that rewrite succeeds, so a restart
+    /// never resurrects cleared keys under newer acknowledged writes).
+    pub fn clear_in_memory(&mut self) {
+        self.store.clear();
+        self.unpersisted = 0;
+        self.unpersisted_since = None;
+        self.rewrite_needed = true;
+    }
+
+    /// Replaces the file with the store's current stack (after a clear).
+    async fn rewrite_current(&mut self) -> Result<(), PersistError> {
+        self.compaction_abandon().await;
+        let snapshot = self.store.snapshot();
+        self.log
+            .rewrite(snapshot.segments().map(|(data, meta)| (meta, data)))
+            .await?;
+        self.rewrite_needed = false;
+        self.unpersisted = 0;
+        self.unpersisted_since = None;
         Ok(())
     }
 

@@ -71,6 +71,8 @@ pub enum PersistError {
     /// A previous disk error left the store unable to accept writes until a
     /// retry succeeds; carried to callers of `flush` in async mode.
     WriteFailed { reason: String },
+    /// Too many batches applied ahead of their commit; commit first.
+    PendingFull { max: usize },
 }
 
 impl PersistError {
@@ -165,6 +167,10 @@ impl fmt::Display for PersistError {
             PersistError::WriteFailed { reason } => {
                 write!(f, "write not persisted: {reason}")
             }
+            PersistError::PendingFull { max } => write!(
+                f,
+                "{max} batches are applied ahead of their commit; commit first"
+            ),
         }
     }
 }

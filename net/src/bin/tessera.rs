@@ -32,10 +32,12 @@ fn main() -> ExitCode {
         }
     };
     let result = if config.ceiling {
-        server::run(&config, |_| Ok(Ceiling))
+        server::run(&config, |_| async { Ok(Ceiling) })
     } else {
-        server::run(&config, |shard_config| {
-            Shard::new(shard_config).map_err(|error| error.to_string())
+        server::run(&config, |shard_config| async move {
+            Shard::open(shard_config)
+                .await
+                .map_err(|error| error.to_string())
         })
     };
     match result {

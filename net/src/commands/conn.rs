@@ -20,6 +20,10 @@ pub struct Conn {
     pub(crate) asking: bool,
     /// `READONLY` was sent (we have no replicas, so it changes nothing).
     pub(crate) readonly: bool,
+    /// The shard's round in which `round_requests` were answered; a failed
+    /// commit rewrites exactly that many replies.
+    pub(crate) round: u64,
+    pub(crate) round_requests: u32,
 }
 
 impl Conn {
@@ -33,6 +37,8 @@ impl Conn {
             lib_ver: Vec::new(),
             asking: false,
             readonly: false,
+            round: 0,
+            round_requests: 0,
         }
     }
 

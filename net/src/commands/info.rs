@@ -78,14 +78,31 @@ fn write_section(core: &mut Core, section: &str, out: &mut Vec<u8>) {
             core.keyspace.memory_used_bytes(),
             core.keyspace.memory_limit_bytes(),
         ),
-        "persistence" => write!(
-            out,
-            "# Persistence\r\nloading:0\r\naof_enabled:1\r\ndurability:{}\r\n",
-            match core.durability {
-                Durability::Sync => "sync",
-                Durability::Async => "async",
-            }
-        ),
+        "persistence" => match core.keyspace.durable() {
+            None => write!(
+                out,
+                "# Persistence\r\nloading:0\r\naof_enabled:0\r\ndurability:off\r\n"
+            ),
+            Some(durable) => write!(
+                out,
+                "# Persistence\r\nloading:0\r\naof_enabled:1\r\ndurability:{}\r\n\
+                 aof_last_write_status:{}\r\naof_current_size:{}\r\n\
+                 unpersisted_segments:{}\r\ncompacting:{}\r\ncommit_failures:{}\r\n",
+                match core.durability {
+                    Durability::Sync => "sync",
+                    Durability::Async => "async",
+                },
+                if core.keyspace.counters.maintenance_failures == 0 {
+                    "ok"
+                } else {
+                    "err"
+                },
+                durable.file_bytes(),
+                durable.unpersisted_segments(),
+                u8::from(durable.compacting()),
+                core.keyspace.counters.commit_failures,
+            ),
+        },
         "stats" => {
             let counters = core.keyspace.counters;
             write!(

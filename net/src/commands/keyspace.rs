@@ -1,4 +1,5 @@
-//! A core's keyspace: the engine's `Store` plus the round's pending `Batch`.
+//! A core's keyspace: the engine's store (durable in the server) plus the
+//! round's pending `Batch`.
 //!
 //! This is the only module that talks to the engine, so the commands see
 //! four operations: look a key up, stage a set, stage a delete, and flush.
@@ -15,6 +16,27 @@
 //! one. Batches are sized from the previous batch's use (powers of two, the
 //! engine pool's size classes), so a steady load reuses pooled buffers and
 //! an idle core's segments stay small.
+//!
+//! ## Durability (a keyspace opened with [`Keyspace::open`])
+//! The store is the core's `DurableStore`. [`Keyspace::commit`] hands the
+//! round's batch to `DurableStore::commit`: in sync mode it returns after the
+//! segment holding the round's writes is written and fdatasynced, so one
+//! round costs one segment and one sync however many connections wrote
+//! (group commit), and the network loop sends replies only after it. A batch
+//! flushed before the end of its round (it filled up, or a `SCAN`/`KEYS`
+//! needed a snapshot) is applied in memory at once and persisted by the same
+//! commit, or taken back with it. When the disk fails (ENOSPC, EIO) the
+//! commit returns the error and none of the round's writes stay applied:
+//! the command layer then answers every request of the round with the error
+//! (`Shard`'s `round_failed`), reads included, because a read in the round
+//! may have seen a write that is now gone. In async mode a commit only
+//! applies; the store flushes when its interval is due (a round, or the
+//! loop's idle wake-up) and at shutdown. `FLUSHDB` clears memory at once and
+//! the file is rewritten by the next commit; sync mode persists nothing newer
+//! until that rewrite succeeds.
+//!
+//! A keyspace made with [`Keyspace::new`] lives in memory only: the command
+//! layer's tests and benches, which drive rounds without an executor.
 //!
 //! ## No acknowledged write is ever lost to the memory quota
 //! A reply is appended as soon as a write is staged, but the batch is
@@ -41,6 +63,7 @@ use std::ops::Bound;
 use std::time::Duration;
 
 use tessera_engine::{Batch, BatchOp, Error as EngineError, Snapshot, Store, StoreConfig};
+use tessera_engine::{DurableConfig, DurableStore, PersistError, RecoveryReport};
 
 /// Engine quota beyond the memory limit, usable only by batches opened for
 /// deletes (see the module docs).
@@ -62,6 +85,8 @@ pub use tessera_engine::{KEY_LEN_MAX, VALUE_LEN_MAX};
 /// Time the merger may run at the end of one round (it runs in steps so a
 /// large merge never stalls a core's requests).
 pub const MERGE_STEP_BUDGET: Duration = Duration::from_micros(200);
+/// How soon an idle core comes back for a merge or compaction under way.
+pub const MAINTENANCE_IDLE_WAKE: Duration = Duration::from_millis(1);
 
 /// Why a write was refused. Nothing was staged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +105,9 @@ pub enum WriteError {
     TooLargeForBatch,
     /// Any other engine refusal (a bug or a limit we do not model).
     Engine,
+    /// Too many full batches of this round wait for the disk; retry once the
+    /// round is committed.
+    CommitPending,
 }
 
 /// A live record as the commands see it.
@@ -98,10 +126,24 @@ pub struct KeyspaceCounters {
     pub apply_failures: u64,
     /// Engine merges finished (the merger's progress, for audits).
     pub merges_completed: u64,
+    /// Rounds whose writes the disk refused (reported to their writers).
+    pub commit_failures: u64,
+    /// Consecutive failed background persistence steps.
+    pub maintenance_failures: u64,
+}
+
+/// Where the keyspace's records live. One per core, built once and never
+/// moved on the request path, so the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Backing {
+    /// Memory only: the command layer's own tests and benches.
+    Memory(Store),
+    /// The core's durable store (the server).
+    Durable(DurableStore),
 }
 
 pub struct Keyspace {
-    store: Store,
+    backing: Backing,
     pending: Option<Batch>,
     batch_ops_max: usize,
     batch_bytes_max: usize,
@@ -114,21 +156,53 @@ pub struct Keyspace {
     pub counters: KeyspaceCounters,
 }
 
+fn store_config(memory_limit_bytes: usize) -> StoreConfig {
+    StoreConfig {
+        memory_quota_bytes: memory_limit_bytes.saturating_add(DELETE_RESERVE_BYTES),
+        merge_step_budget: MERGE_STEP_BUDGET,
+        ..StoreConfig::default()
+    }
+}
+
 impl Keyspace {
+    /// A keyspace held in memory only (no persistence).
     pub fn new(memory_limit_bytes: usize, now_ms: u64) -> Result<Keyspace, EngineError> {
-        let defaults = StoreConfig::default();
-        let config = StoreConfig {
-            memory_quota_bytes: memory_limit_bytes.saturating_add(DELETE_RESERVE_BYTES),
-            merge_step_budget: MERGE_STEP_BUDGET,
-            ..defaults
-        };
+        let store = Store::new(store_config(memory_limit_bytes))?;
+        Ok(Keyspace::with_backing(
+            Backing::Memory(store),
+            memory_limit_bytes,
+            now_ms,
+        ))
+    }
+
+    /// Opens (recovering) the core's durable store in `core_dir`.
+    pub async fn open(
+        core_dir: &std::path::Path,
+        core: u32,
+        config: DurableConfig,
+        memory_limit_bytes: usize,
+        now_ms: u64,
+    ) -> Result<(Keyspace, RecoveryReport), PersistError> {
+        let (durable, report) = DurableStore::open_with(
+            tessera_engine::DmaLayer,
+            core_dir,
+            core,
+            config,
+            store_config(memory_limit_bytes),
+        )
+        .await?;
+        let keyspace =
+            Keyspace::with_backing(Backing::Durable(durable), memory_limit_bytes, now_ms);
+        Ok((keyspace, report))
+    }
+
+    fn with_backing(backing: Backing, memory_limit_bytes: usize, now_ms: u64) -> Keyspace {
+        let config = store_config(memory_limit_bytes);
         let batch_ops_max = config.batch_ops_max;
         let batch_bytes_max = config.batch_bytes_max;
         assert!(batch_ops_max > 0 && batch_bytes_max > 0);
-        let mut store = Store::new(config)?;
-        store.set_now_ms(now_ms);
-        Ok(Keyspace {
-            store,
+        let mut keyspace = Keyspace {
+            backing,
             pending: None,
             batch_ops_max,
             batch_bytes_max,
@@ -137,12 +211,36 @@ impl Keyspace {
             batch_bytes_hint: BATCH_BYTES_MIN,
             pending_bytes_max: 0,
             counters: KeyspaceCounters::default(),
-        })
+        };
+        keyspace.store_mut().set_now_ms(now_ms);
+        keyspace
+    }
+
+    fn store(&self) -> &Store {
+        match &self.backing {
+            Backing::Memory(store) => store,
+            Backing::Durable(durable) => durable.store(),
+        }
+    }
+
+    fn store_mut(&mut self) -> &mut Store {
+        match &mut self.backing {
+            Backing::Memory(store) => store,
+            Backing::Durable(durable) => durable.store_mut(),
+        }
+    }
+
+    /// The durable store, when there is one (INFO, the flush timer).
+    pub fn durable(&self) -> Option<&DurableStore> {
+        match &self.backing {
+            Backing::Memory(_) => None,
+            Backing::Durable(durable) => Some(durable),
+        }
     }
 
     /// The expiry clock, Unix milliseconds; advanced once per round.
     pub fn now_ms(&self) -> u64 {
-        self.store.now_ms()
+        self.store().now_ms()
     }
 
     pub fn memory_limit_bytes(&self) -> usize {
@@ -150,12 +248,12 @@ impl Keyspace {
     }
 
     pub fn memory_used_bytes(&self) -> usize {
-        self.store.memory_used_bytes()
+        self.store().memory_used_bytes()
     }
 
     /// The live record of `key`: the pending batch's latest op wins.
     pub fn lookup(&self, key: &[u8]) -> Option<Record<'_>> {
-        let now_ms = self.store.now_ms();
+        let now_ms = self.store().now_ms();
         let record = match self.pending.as_ref().and_then(|batch| batch.get(key)) {
             Some(BatchOp::Delete) => return None,
             Some(BatchOp::Set {
@@ -166,7 +264,7 @@ impl Keyspace {
                 expire_at_ms,
             },
             None => {
-                let entry = self.store.get_entry(key)?;
+                let entry = self.store().get_entry(key)?;
                 Record {
                     value: entry.value,
                     expire_at_ms: entry.expire_at_ms,
@@ -214,7 +312,7 @@ impl Keyspace {
             .as_ref()
             .is_some_and(|batch| batch.ops_left() >= ops && batch.bytes_left() >= bytes);
         if !fits {
-            self.flush();
+            self.flush()?;
             let batch_ops = self.batch_ops_hint.max(ops);
             let batch_bytes = self.batch_bytes_hint.max(bytes);
             if batch_ops > self.batch_ops_max || batch_bytes > self.batch_bytes_max {
@@ -244,18 +342,18 @@ impl Keyspace {
             let needed = pooled_bytes(bytes)
                 + pooled_bytes(ops * 16)
                 + pooled_bytes((ops * 2).next_power_of_two() * 4);
-            if self.store.memory_used_bytes() + needed > self.memory_limit_bytes {
+            if self.store().memory_used_bytes() + needed > self.memory_limit_bytes {
                 // Spare pooled buffers count as used; release them and look
                 // again before refusing (only ever under memory pressure).
-                self.store.trim();
-                if self.store.memory_used_bytes() + needed > self.memory_limit_bytes {
+                self.store_mut().trim();
+                if self.store().memory_used_bytes() + needed > self.memory_limit_bytes {
                     self.counters.writes_refused_oom += 1;
                     return Err(WriteError::OutOfMemory);
                 }
             }
         }
         self.pending_bytes_max = bytes;
-        self.store.new_batch(ops, bytes).map_err(|error| {
+        self.store_mut().new_batch(ops, bytes).map_err(|error| {
             if matches!(error, EngineError::MemoryQuota { .. }) {
                 self.counters.writes_refused_oom += 1;
             }
@@ -331,70 +429,168 @@ impl Keyspace {
         batch.delete(key).map_err(engine_write_error)
     }
 
-    /// Applies the pending batch now. Admission control makes a failure an
+    /// Applies the pending batch now (durable: in memory, persisted by the
+    /// round's commit). Admission control makes an engine failure an
     /// invariant violation (see the module docs); it is counted and logged.
-    pub fn flush(&mut self) {
-        if let Some(batch) = self.pending.take() {
-            let ops = batch.len() as u64;
-            if batch.is_empty() {
-                return;
+    /// Refused only when too many batches of this round already wait for
+    /// the disk: the batch then stays pending.
+    pub fn flush(&mut self) -> Result<(), WriteError> {
+        if let Backing::Durable(durable) = &self.backing {
+            if self.pending.is_some() && !durable.pending_room() {
+                return Err(WriteError::CommitPending);
             }
-            // Size the next batch for a round like this one.
-            let used_ops = batch.len();
-            let used_bytes = self.pending_bytes_max - batch.bytes_left();
-            self.batch_bytes_hint = used_bytes
-                .next_power_of_two()
-                .clamp(BATCH_BYTES_MIN, BATCH_BYTES_HINT_MAX);
-            self.batch_ops_hint = used_ops
-                .next_power_of_two()
-                .clamp(BATCH_OPS_MIN, BATCH_OPS_HINT_MAX);
-            match self.store.apply(batch) {
-                Ok(()) => {
+        }
+        let Some(batch) = self.take_pending() else {
+            return Ok(());
+        };
+        let ops = batch.len() as u64;
+        let applied = match &mut self.backing {
+            Backing::Memory(store) => store.apply(batch).map_err(PersistError::Engine),
+            Backing::Durable(durable) => durable.apply_pending(batch),
+        };
+        match applied {
+            Ok(()) => {
+                self.counters.batches_applied += 1;
+                self.counters.writes_applied += ops;
+            }
+            Err(error) => {
+                self.counters.apply_failures += 1;
+                tracing::error!(%error, ops, "applying an admitted batch failed");
+                debug_assert!(false, "applying an admitted batch failed: {error}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The pending batch if it holds anything, sizing the next batch for a
+    /// round like this one.
+    fn take_pending(&mut self) -> Option<Batch> {
+        let batch = self.pending.take()?;
+        if batch.is_empty() {
+            return None;
+        }
+        let used_ops = batch.len();
+        let used_bytes = self.pending_bytes_max - batch.bytes_left();
+        self.batch_bytes_hint = used_bytes
+            .next_power_of_two()
+            .clamp(BATCH_BYTES_MIN, BATCH_BYTES_HINT_MAX);
+        self.batch_ops_hint = used_ops
+            .next_power_of_two()
+            .clamp(BATCH_OPS_MIN, BATCH_OPS_HINT_MAX);
+        Some(batch)
+    }
+
+    /// End of a round: apply the round's writes and (per the durability
+    /// mode) make them durable, and advance the clock ([`Keyspace::maintain`]
+    /// does the background work after the replies are sent). On `Err` none
+    /// of the round's writes were applied (sync mode) or accepted (async
+    /// mode's back-pressure), and none will be served.
+    pub async fn commit(&mut self, now_ms: u64) -> Result<(), PersistError> {
+        let result = match &self.backing {
+            Backing::Memory(_) => {
+                let flushed = self.flush();
+                debug_assert!(flushed.is_ok(), "memory never waits for a disk");
+                Ok(())
+            }
+            Backing::Durable(_) => {
+                let batch = self.take_pending();
+                let ops = batch.as_ref().map_or(0, |batch| batch.len() as u64);
+                let Backing::Durable(durable) = &mut self.backing else {
+                    unreachable!("matched above");
+                };
+                let committed = match batch {
+                    Some(batch) => durable.commit(batch).await,
+                    None => durable.commit_pending().await,
+                };
+                if committed.is_ok() && ops > 0 {
                     self.counters.batches_applied += 1;
                     self.counters.writes_applied += ops;
                 }
-                Err(error) => {
-                    self.counters.apply_failures += 1;
-                    tracing::error!(%error, ops, "applying an admitted batch failed");
-                    debug_assert!(false, "applying an admitted batch failed: {error}");
+                committed
+            }
+        };
+        if result.is_err() {
+            self.counters.commit_failures += 1;
+        }
+        if now_ms > self.store().now_ms() {
+            self.store_mut().set_now_ms(now_ms);
+        }
+        result
+    }
+
+    /// A bounded step of background work (merge; durable: flush when due,
+    /// compaction), run after the round's replies are on their way so a
+    /// flush's disk wait never delays them.
+    pub async fn maintain(&mut self) {
+        match &mut self.backing {
+            Backing::Memory(store) => {
+                if store.merge_needed() {
+                    store.merge_step(MERGE_STEP_BUDGET);
+                }
+            }
+            Backing::Durable(durable) => {
+                if let Err(error) = durable.maintenance_step(MERGE_STEP_BUDGET).await {
+                    // Retried every round; log the first of a run of them.
+                    if self.counters.maintenance_failures == 0 {
+                        tracing::warn!(%error, "background persistence step failed; retrying");
+                    }
+                    self.counters.maintenance_failures += 1;
+                } else {
+                    self.counters.maintenance_failures = 0;
                 }
             }
         }
+        self.counters.merges_completed = self.store().merges_completed();
     }
 
-    /// End of a round: apply, advance the clock, merge a bounded step.
-    pub fn commit(&mut self, now_ms: u64) {
-        self.flush();
-        if now_ms > self.store.now_ms() {
-            self.store.set_now_ms(now_ms);
+    /// How soon background work wants a commit even if no request arrives
+    /// (async mode's flush, a merge or a compaction under way); `None` when
+    /// nothing waits.
+    pub fn idle_wake_after(&self) -> Option<Duration> {
+        let durable = self.durable()?;
+        if durable.store().merge_needed() || durable.compacting() {
+            return Some(MAINTENANCE_IDLE_WAKE);
         }
-        if self.store.merge_needed() {
-            self.store.merge_step(MERGE_STEP_BUDGET);
-            self.counters.merges_completed = self.store.merges_completed();
+        if durable.unpersisted_segments() > 0 || durable.rewrite_pending() {
+            return durable.flush_interval().or(Some(MAINTENANCE_IDLE_WAKE));
+        }
+        None
+    }
+
+    /// Clean shutdown: everything applied is made durable.
+    pub async fn shutdown(&mut self) -> Result<(), PersistError> {
+        match &mut self.backing {
+            Backing::Memory(_) => Ok(()),
+            Backing::Durable(durable) => durable.flush().await,
         }
     }
 
-    /// A snapshot including every write staged so far.
+    /// A snapshot including every write staged so far (a write still
+    /// staged because the round's disk queue is full is not in it).
     pub fn snapshot(&mut self) -> Snapshot {
-        self.flush();
-        self.store.snapshot()
+        let _ = self.flush();
+        self.store().snapshot()
     }
 
-    /// Live keys, including every write staged so far.
+    /// Live keys, including every write staged so far (see `snapshot`).
     pub fn len(&mut self) -> usize {
-        self.flush();
-        self.store.len()
+        let _ = self.flush();
+        self.store().len()
     }
 
-    /// Drops every key, staged ones included.
+    /// Drops every key, staged ones included. Durable: the file follows at
+    /// the round's commit.
     pub fn clear(&mut self) {
         self.pending = None;
-        self.store.clear();
+        match &mut self.backing {
+            Backing::Memory(store) => store.clear(),
+            Backing::Durable(durable) => durable.clear_in_memory(),
+        }
     }
 
     /// Moves the expiry clock (tests and simulation drive time by hand).
     pub fn set_now_ms(&mut self, now_ms: u64) {
-        self.store.set_now_ms(now_ms);
+        self.store_mut().set_now_ms(now_ms);
     }
 }
 
@@ -463,6 +659,14 @@ mod tests {
 
     const NOW_MS: u64 = 1_000_000;
 
+    /// A memory keyspace's commit never waits: poll it once.
+    fn commit(ks: &mut Keyspace, now_ms: u64) {
+        crate::commands::shard::poll_once(ks.commit(now_ms))
+            .expect("a memory commit never waits")
+            .expect("memory commits cannot fail");
+        crate::commands::shard::poll_once(ks.maintain()).expect("memory merges never wait");
+    }
+
     fn keyspace(limit_bytes: usize) -> Keyspace {
         Keyspace::new(limit_bytes, NOW_MS).expect("store opens")
     }
@@ -475,10 +679,10 @@ mod tests {
         ks.delete(b"a").unwrap();
         assert!(ks.lookup(b"a").is_none());
         assert_eq!(ks.lookup(b"b").unwrap().value, b"2");
-        ks.commit(NOW_MS);
+        commit(&mut ks, NOW_MS);
         assert!(ks.lookup(b"a").is_none());
         assert_eq!(ks.lookup(b"b").unwrap().expire_at_ms, Some(NOW_MS + 10));
-        ks.commit(NOW_MS + 10);
+        commit(&mut ks, NOW_MS + 10);
         assert!(ks.lookup(b"b").is_none(), "expired at its deadline");
         assert_eq!(ks.counters.batches_applied, 1);
     }
@@ -515,7 +719,7 @@ mod tests {
                 .unwrap();
         }
         assert!(ks.counters.batches_applied >= 2);
-        ks.commit(NOW_MS);
+        commit(&mut ks, NOW_MS);
         assert_eq!(ks.len(), ops);
         // The next batch is sized from this round's use.
         assert!(ks.batch_ops_hint >= BATCH_OPS_MIN);
@@ -535,7 +739,7 @@ mod tests {
             }
             assert!(stored < 100, "the limit never refused");
         }
-        ks.commit(NOW_MS);
+        commit(&mut ks, NOW_MS);
         for i in 0..stored {
             assert_eq!(
                 ks.lookup(format!("k{i}").as_bytes()).unwrap().value,
@@ -544,7 +748,7 @@ mod tests {
         }
         // Deletes still go through on the full store.
         ks.delete(b"k0").unwrap();
-        ks.commit(NOW_MS);
+        commit(&mut ks, NOW_MS);
         assert!(ks.lookup(b"k0").is_none());
     }
 }

@@ -81,6 +81,9 @@ impl Ctx<'_> {
                 .reply
                 .error(b"ERR request too large to apply atomically"),
             WriteError::Engine => self.reply.error(b"ERR the store refused the write"),
+            WriteError::CommitPending => self
+                .reply
+                .error(b"TRYAGAIN too many writes waiting for the disk in this round"),
         }
     }
 }

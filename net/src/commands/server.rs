@@ -115,11 +115,17 @@ fn config_value(ctx: &mut Ctx<'_>, param: &str) {
     match param {
         // Every acknowledged write goes to the log; `Sync` acknowledges only
         // after fdatasync, `Async` within a bounded interval.
+        // A memory-only shard (tests, benches) persists nothing.
         "appendfsync" => ctx.reply.bulk(match ctx.core.durability {
+            _ if ctx.core.keyspace.durable().is_none() => b"no",
             Durability::Sync => b"always",
             Durability::Async => b"everysec",
         }),
-        "appendonly" => ctx.reply.bulk(b"yes"),
+        "appendonly" => ctx.reply.bulk(if ctx.core.keyspace.durable().is_some() {
+            b"yes"
+        } else {
+            b"no"
+        }),
         "bind" => {
             let scratch = &mut ctx.core.scratch;
             scratch.clear();

@@ -14,6 +14,7 @@ use super::node::Node;
 use super::scan::ScanCursors;
 use super::table::{self, Command, COMMANDS};
 use super::Ctx;
+use tessera_engine::{DurableConfig, PersistError};
 
 /// Longest excerpt of a command name or of its arguments echoed back in an
 /// "unknown command" error (Redis's 128).
@@ -33,6 +34,9 @@ pub enum ShardError {
     MemoryLimitTooSmall { bytes: usize, min: usize },
     /// The engine refused to open the store.
     Store(tessera_engine::Error),
+    /// The durable store could not be opened or recovered (the error names
+    /// the file and offset of any damage).
+    Persist(PersistError),
 }
 
 impl fmt::Display for ShardError {
@@ -50,6 +54,7 @@ impl fmt::Display for ShardError {
                 write!(f, "memory limit {bytes} bytes is below the minimum {min}")
             }
             ShardError::Store(error) => write!(f, "opening the store failed: {error}"),
+            ShardError::Persist(error) => write!(f, "opening the durable store failed: {error}"),
         }
     }
 }
@@ -58,6 +63,7 @@ impl std::error::Error for ShardError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ShardError::Store(error) => Some(error),
+            ShardError::Persist(error) => Some(error),
             _ => None,
         }
     }
@@ -140,10 +146,66 @@ fn system_now_ms() -> u64 {
 pub struct Shard {
     args: Args,
     core: Core,
+    /// Rounds committed so far, plus one: the current round's number.
+    round: u64,
 }
 
 impl Shard {
+    /// A shard whose store lives in memory only (`config.data_dir` and
+    /// `config.durability` are not used): the command layer's tests and
+    /// benches. The server uses [`Shard::open`].
     pub fn new(config: ShardConfig) -> Result<Shard, ShardError> {
+        Self::check(&config)?;
+        let keyspace =
+            Keyspace::new(config.memory_limit_bytes, system_now_ms()).map_err(ShardError::Store)?;
+        Ok(Shard::with_keyspace(config, keyspace))
+    }
+
+    /// Opens (recovering) the core's durable store in `config.data_dir`,
+    /// on the core's executor. Logs what recovery found.
+    pub async fn open(config: ShardConfig) -> Result<Shard, ShardError> {
+        Self::check(&config)?;
+        let durability = match config.durability {
+            Durability::Sync => tessera_engine::Durability::Sync,
+            Durability::Async => tessera_engine::Durability::Async {
+                flush_interval_ms: config.flush_interval_ms,
+            },
+        };
+        let durable_config = DurableConfig {
+            durability,
+            tolerant: config.tolerant_recovery,
+            ..DurableConfig::default()
+        };
+        let (keyspace, report) = Keyspace::open(
+            &config.data_dir,
+            u32::from(config.core),
+            durable_config,
+            config.memory_limit_bytes,
+            system_now_ms(),
+        )
+        .await
+        .map_err(ShardError::Persist)?;
+        tracing::info!(
+            core = config.core,
+            file = %report.file.display(),
+            segments = report.segments,
+            records = report.records,
+            torn_tail_bytes = report.torn_tail_bytes,
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "store recovered"
+        );
+        if let Some(dropped) = &report.dropped {
+            tracing::warn!(
+                core = config.core,
+                dropped = ?dropped,
+                saved_to = ?report.dropped_saved_to,
+                "tolerant recovery dropped a damaged range"
+            );
+        }
+        Ok(Shard::with_keyspace(config, keyspace))
+    }
+
+    fn check(config: &ShardConfig) -> Result<(), ShardError> {
         let topology = &config.topology;
         let ports_fit =
             u32::from(topology.base_port) + u32::from(topology.cores) <= u32::from(u16::MAX) + 1;
@@ -160,9 +222,13 @@ impl Shard {
                 min: MEMORY_LIMIT_BYTES_MIN,
             });
         }
-        let keyspace =
-            Keyspace::new(config.memory_limit_bytes, system_now_ms()).map_err(ShardError::Store)?;
-        Ok(Shard {
+        Ok(())
+    }
+
+    fn with_keyspace(config: ShardConfig, keyspace: Keyspace) -> Shard {
+        let topology = &config.topology;
+        Shard {
+            round: 1,
             args: Args::new(),
             core: Core {
                 node: Node::new(config.core, topology),
@@ -176,7 +242,7 @@ impl Shard {
                 clock: Clock::System,
                 clock_read_this_round: false,
             },
-        })
+        }
     }
 
     /// Switches the expiry clock to manual and sets it (Unix ms). For tests
@@ -200,16 +266,52 @@ impl Shard {
         self.core.keyspace.counters
     }
 
-    /// The synchronous part of [`Handler::commit`]: apply the round's batch,
-    /// advance the clock, step the merger.
+    /// [`Handler::commit`] for a memory-only shard ([`Shard::new`]), which
+    /// never waits: tests and benches drive rounds without an executor.
     pub fn commit_round(&mut self) {
+        assert!(
+            self.core.keyspace.durable().is_none(),
+            "a durable shard commits through Handler::commit"
+        );
+        poll_once(self.commit())
+            .expect("a memory-only commit never waits")
+            .expect("memory commits cannot fail");
+        poll_once(self.maintain()).expect("memory-only maintenance never waits");
+    }
+
+    async fn commit_inner(&mut self) -> Result<(), PersistError> {
         let now_ms = match self.core.clock {
             Clock::System => system_now_ms(),
             Clock::Manual => self.core.keyspace.now_ms(),
         };
-        self.core.keyspace.commit(now_ms);
+        // Replies of this round carry its number; a failure rewrites them.
+        self.round += 1;
+        let result = self.core.keyspace.commit(now_ms).await;
         self.core.clock_read_this_round = false;
         self.core.scratch_trim();
+        result
+    }
+}
+
+/// Polls `future` once with a waker that does nothing; `None` if it waits.
+/// For futures that complete without I/O (a memory-only commit).
+pub(crate) fn poll_once<F: std::future::Future>(future: F) -> Option<F::Output> {
+    use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+    fn noop_raw() -> RawWaker {
+        fn clone(_: *const ()) -> RawWaker {
+            noop_raw()
+        }
+        fn noop(_: *const ()) {}
+        static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, noop);
+        RawWaker::new(std::ptr::null(), &VTABLE)
+    }
+    // SAFETY: the vtable's functions ignore the (null) data pointer.
+    let waker = unsafe { Waker::from_raw(noop_raw()) };
+    let mut context = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    match future.as_mut().poll(&mut context) {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => None,
     }
 }
 
@@ -228,6 +330,7 @@ impl Core {
 
 impl Handler for Shard {
     type Conn = Conn;
+    type CommitError = PersistError;
 
     fn open(&mut self, conn_id: u64) -> Conn {
         self.core.stats.connections_received += 1;
@@ -237,6 +340,10 @@ impl Handler for Shard {
 
     fn handle(&mut self, conn: &mut Conn, input: &[u8], out: &mut Vec<u8>) -> Handled {
         self.core.read_clock_once_per_round();
+        if conn.round != self.round {
+            conn.round = self.round;
+            conn.round_requests = 0;
+        }
         let mut consumed = 0;
         loop {
             let rest = &input[consumed..];
@@ -244,6 +351,7 @@ impl Handler for Shard {
                 Parsed::Incomplete => break,
                 Parsed::Error(error) => {
                     self.core.stats.protocol_errors += 1;
+                    conn.round_requests += 1;
                     Reply::new(out, conn.proto)
                         .error_fmt(format_args!("ERR Protocol error: {error}"));
                     return Handled {
@@ -258,6 +366,7 @@ impl Handler for Shard {
                         continue;
                     }
                     let argv = self.args.view(rest);
+                    conn.round_requests += 1;
                     if execute(&mut self.core, conn, argv, out) {
                         return Handled {
                             consumed,
@@ -273,8 +382,43 @@ impl Handler for Shard {
         }
     }
 
-    async fn commit(&mut self) {
-        self.commit_round();
+    async fn commit(&mut self) -> Result<(), PersistError> {
+        self.commit_inner().await
+    }
+
+    /// Every reply `conn` got in the failed round becomes the disk error:
+    /// its writes were taken back, and its reads may have seen writes of
+    /// the round (its own or another connection's) that no longer exist.
+    fn round_failed(
+        &mut self,
+        conn: &mut Conn,
+        out: &mut Vec<u8>,
+        round_start: usize,
+        error: &PersistError,
+    ) {
+        // `commit` already moved to the next round.
+        if conn.round + 1 != self.round || conn.round_requests == 0 {
+            return;
+        }
+        assert!(round_start <= out.len());
+        out.truncate(round_start);
+        for _ in 0..conn.round_requests {
+            Reply::new(out, conn.proto)
+                .error_fmt(format_args!("ERR disk error: {error}; write not applied"));
+        }
+        conn.round_requests = 0;
+    }
+
+    async fn maintain(&mut self) {
+        self.core.keyspace.maintain().await;
+    }
+
+    fn idle_wake_after(&self) -> Option<std::time::Duration> {
+        self.core.keyspace.idle_wake_after()
+    }
+
+    async fn shutdown(&mut self) -> Result<(), PersistError> {
+        self.core.keyspace.shutdown().await
     }
 
     fn close(&mut self, conn: Conn) {
@@ -460,6 +604,8 @@ mod tests {
             requirepass: None,
             memory_limit_bytes,
             durability: Durability::Sync,
+            flush_interval_ms: 10,
+            tolerant_recovery: false,
             data_dir: PathBuf::from("/nonexistent"),
         }
     }
@@ -491,6 +637,43 @@ mod tests {
             "memory limit 1024 bytes is below the minimum 1048576"
         );
         assert!(Shard::new(config(3, 4, u16::MAX - 3, 8 << 20)).is_ok());
+    }
+
+    #[test]
+    fn a_failed_round_rewrites_exactly_that_rounds_replies() {
+        let mut shard = Shard::new(config(0, 1, 7000, 8 << 20)).unwrap();
+        let mut conn = shard.open(1);
+        let mut idle = shard.open(2);
+        let mut out = b"+EARLIER\r\n".to_vec();
+        let round_start = out.len();
+        let requests = b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n\
+            *2\r\n$3\r\nGET\r\n$1\r\na\r\n*1\r\n$4\r\nPING\r\n";
+        let handled = shard.handle(&mut conn, requests, &mut out);
+        assert_eq!(handled.consumed, requests.len());
+        assert_eq!(&out[round_start..], b"+OK\r\n$1\r\n1\r\n+PONG\r\n");
+        shard.commit_round();
+        let error = PersistError::WriteFailed {
+            reason: "disk\r\ngone".into(),
+        };
+        shard.round_failed(&mut conn, &mut out, round_start, &error);
+        let reply = b"-ERR disk error: write not persisted: disk  gone; write not applied\r\n";
+        let mut expected = b"+EARLIER\r\n".to_vec();
+        for _ in 0..3 {
+            expected.extend_from_slice(reply);
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&expected)
+        );
+        // A connection without requests in that round is left alone, and a
+        // second call for the same round changes nothing.
+        let mut idle_out = b"+KEEP\r\n".to_vec();
+        shard.round_failed(&mut idle, &mut idle_out, 0, &error);
+        assert_eq!(idle_out, b"+KEEP\r\n");
+        shard.round_failed(&mut conn, &mut out, round_start, &error);
+        assert_eq!(out, expected);
+        shard.close(conn);
+        shard.close(idle);
     }
 
     #[test]

@@ -87,6 +87,9 @@ pub struct Conn<S> {
     pub close_after_send: bool,
     /// `shutdown(2)` done; waiting for in-flight operations to finish.
     pub closing: bool,
+    /// Where this round's replies start in `output`, when the handler ran
+    /// on this connection this round (a failed commit rewrites them).
+    pub round_start: Option<usize>,
 }
 
 impl<S> Conn<S> {
@@ -105,6 +108,7 @@ impl<S> Conn<S> {
             paused: false,
             close_after_send: false,
             closing: false,
+            round_start: None,
         }
     }
 

@@ -21,9 +21,10 @@ pub enum ServerError {
         cores: u16,
         io_memory_bytes: u64,
     },
-    DataDir {
-        path: std::path::PathBuf,
-        source: io::Error,
+    /// The data directory cannot be opened: unreadable manifest, or made
+    /// for a different number of cores (the message names both counts).
+    Persist {
+        source: tessera_engine::PersistError,
     },
     Executor {
         core: u16,
@@ -71,13 +72,7 @@ impl fmt::Display for ServerError {
                     needed_bytes,
                 )
             }
-            ServerError::DataDir { path, source } => {
-                write!(
-                    f,
-                    "cannot create data directory {}: {source}",
-                    path.display()
-                )
-            }
+            ServerError::Persist { source } => write!(f, "data directory: {source}"),
             ServerError::Executor { core, reason } => write!(f, "core {core}: {reason}"),
             ServerError::Ring { what, source } => write!(f, "io_uring {what}: {source}"),
             ServerError::Signals { source } => write!(f, "cannot set up signal handling: {source}"),
@@ -90,9 +85,9 @@ impl std::error::Error for ServerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ServerError::Bind { source, .. }
-            | ServerError::DataDir { source, .. }
             | ServerError::Ring { source, .. }
             | ServerError::Signals { source } => Some(source),
+            ServerError::Persist { source } => Some(source),
             _ => None,
         }
     }

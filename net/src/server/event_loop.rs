@@ -30,7 +30,14 @@
 //! A round: reap every completion (accept, receive, send, timers), let the
 //! handler parse and execute each touched connection's whole input (all
 //! pipelined requests), `commit().await` once, then submit at most one send
-//! per connection and wait.
+//! per connection and wait. Replies are sent only after the commit, so in
+//! sync mode none leaves before its write is fdatasynced. When the commit
+//! fails (a disk error: the round's writes were taken back), the handler
+//! rewrites each handled connection's replies of the round from where they
+//! started in its output (`Conn::round_start`) before anything is sent.
+//! Before parking, the loop arms one io_uring timeout when the handler has
+//! background work due (`Handler::idle_wake_after`: async-mode flushes,
+//! merges), so an idle core still flushes within its interval.
 //!
 //! Closing a connection: `shutdown(2)` both directions (which ends the
 //! multishot receive and fails a blocked send), wait until the kernel owns
@@ -76,6 +83,8 @@ enum Op {
     AcceptRetry = 4,
     DrainDeadline = 5,
     Cancel = 6,
+    /// The handler's idle wake-up (`Handler::idle_wake_after`).
+    IdleWake = 7,
 }
 
 const GENERATION_MASK: u32 = (1 << 24) - 1;
@@ -94,6 +103,7 @@ fn untoken(user_data: u64) -> (Option<Op>, usize, u32) {
         4 => Some(Op::AcceptRetry),
         5 => Some(Op::DrainDeadline),
         6 => Some(Op::Cancel),
+        7 => Some(Op::IdleWake),
         _ => None,
     };
     let generation = ((user_data >> 32) as u32) & GENERATION_MASK;
@@ -178,6 +188,12 @@ struct Core<H: Handler> {
     accept_retry: types::Timespec,
     drain_deadline: types::Timespec,
     accept_errors_logged: u32,
+    /// The handler's idle wake-up: its timeout (read by the kernel when the
+    /// entry is submitted, so it lives here), whether one is armed, and
+    /// whether one fired since the last commit.
+    idle_wake: types::Timespec,
+    idle_wake_armed: bool,
+    idle_wake_fired: bool,
 }
 
 /// Serve one core until shutdown completes. Runs inside the core's glommio
@@ -189,6 +205,7 @@ pub async fn serve<H: Handler>(
     bufs: BufRing,
 ) -> Result<(), ServerError> {
     let control = params.control.clone();
+    let params_core = params.core;
     let wake_fd = control.wake_fd(params.core);
     // SAFETY: dup returns a new descriptor the BufferedFile then owns.
     let dup_fd = unsafe { libc::dup(wake_fd) };
@@ -219,6 +236,9 @@ pub async fn serve<H: Handler>(
         accept_retry: types::Timespec::new().nsec((ACCEPT_RETRY_MS * 1_000_000) as u32),
         drain_deadline: types::Timespec::new().sec(DRAIN_TIMEOUT_MS / 1000),
         accept_errors_logged: 0,
+        idle_wake: types::Timespec::new(),
+        idle_wake_armed: false,
+        idle_wake_fired: false,
     };
     core.arm_accept();
     core.pump()?;
@@ -228,11 +248,23 @@ pub async fn serve<H: Handler>(
             core.begin_drain();
         }
         let handled = core.handle_inputs(handler);
-        if handled {
-            handler.commit().await;
+        let commit = handled || core.idle_wake_fired;
+        if commit {
+            core.idle_wake_fired = false;
+            if let Err(error) = handler.commit().await {
+                // Replies are still unsent: every connection of the round
+                // hears that its writes were not applied.
+                tracing::warn!(core = core.core, %error, "commit failed; round answered with errors");
+                core.round_failed(handler, &error);
+            }
         }
         core.flush(handler);
         core.pump()?;
+        if commit {
+            // The replies are submitted: background disk work no longer
+            // holds them up.
+            handler.maintain().await;
+        }
         if core.draining && core.conns.is_empty() {
             break;
         }
@@ -241,6 +273,9 @@ pub async fn serve<H: Handler>(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if core.uring.completion().is_empty() {
             EXECUTOR_WAITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if core.arm_idle_wake(handler) {
+                core.pump()?;
+            }
             IN_EXECUTOR_WAIT.with(|flag| flag.set(true));
             let woken = waker.read_at(0, 8).await;
             IN_EXECUTOR_WAIT.with(|flag| flag.set(false));
@@ -256,9 +291,15 @@ pub async fn serve<H: Handler>(
         }
     }
     // Persist whatever the last rounds buffered before acknowledging.
-    handler.commit().await;
+    let persisted = match handler.commit().await {
+        Ok(()) => handler.shutdown().await,
+        Err(error) => Err(error),
+    };
     waker.close().await.ok();
-    Ok(())
+    persisted.map_err(|error| ServerError::Executor {
+        core: params_core,
+        reason: format!("persisting at shutdown failed: {error}"),
+    })
 }
 
 impl<H: Handler> Core<H> {
@@ -408,6 +449,10 @@ impl<H: Handler> Core<H> {
                 }
             }
             Some(Op::Cancel) => {}
+            Some(Op::IdleWake) => {
+                self.idle_wake_armed = false;
+                self.idle_wake_fired = true;
+            }
             None => panic!("completion with unknown user_data {user_data:#x}"),
         }
     }
@@ -572,9 +617,40 @@ impl<H: Handler> Core<H> {
             if conn.closing || conn.input.is_empty() {
                 continue;
             }
+            conn.round_start = Some(conn.output.len());
             handled_any |= handle_input(handler, conn);
         }
         handled_any
+    }
+
+    /// The round's commit failed: each connection handled this round gets
+    /// its round's replies rewritten by the handler.
+    fn round_failed(&mut self, handler: &mut H, error: &H::CommitError) {
+        for &index in &self.work {
+            let conn = &mut self.conns[index];
+            if let Some(round_start) = conn.round_start {
+                handler.round_failed(&mut conn.state, &mut conn.output, round_start, error);
+            }
+        }
+    }
+
+    /// Before parking: if the handler has background work waiting (an
+    /// async flush, a merge), arm one timeout so an idle core still does it.
+    /// True if a timeout was queued (the caller submits it).
+    fn arm_idle_wake(&mut self, handler: &H) -> bool {
+        if self.idle_wake_armed || self.idle_wake_fired {
+            return false;
+        }
+        let Some(after) = handler.idle_wake_after() else {
+            return false;
+        };
+        self.idle_wake = types::Timespec::from(after);
+        let entry = opcode::Timeout::new(&self.idle_wake)
+            .build()
+            .user_data(token(Op::IdleWake, 0, 0));
+        self.push(entry);
+        self.idle_wake_armed = true;
+        true
     }
 
     /// Send, re-arm and close what the round left to do.
@@ -584,6 +660,7 @@ impl<H: Handler> Core<H> {
             let index = self.work[position];
             position += 1;
             self.conns[index].queued = false;
+            self.conns[index].round_start = None;
             self.flush_one(handler, index);
         }
         self.work.clear();

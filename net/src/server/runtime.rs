@@ -7,6 +7,7 @@
 //! inherit the mask, so signals only ever reach the main thread's
 //! `sigtimedwait`), start one pinned executor per core, and wait.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use super::error::ServerError;
 use super::event_loop::{build_ring, serve, CoreParams};
 use crate::config::Config;
 use crate::handler::{Handler, NodeTopology, ShardConfig};
+use tessera_engine::DataDir;
 
 /// Listen backlog per port (std's default of 128 drops bursts of connects).
 pub const LISTEN_BACKLOG: i32 = 1024;
@@ -170,11 +172,13 @@ fn wait_signal(set: &libc::sigset_t, timeout: Duration) -> Option<i32> {
 }
 
 /// Runs the server until a signal stops it. `make_handler` builds each
-/// core's command layer on that core's thread.
-pub fn run<H, F>(config: &Config, make_handler: F) -> Result<(), ServerError>
+/// core's command layer on that core's thread, inside its executor (opening
+/// a durable store is asynchronous I/O).
+pub fn run<H, F, Fut>(config: &Config, make_handler: F) -> Result<(), ServerError>
 where
     H: Handler + 'static,
-    F: Fn(ShardConfig) -> HandlerResult<H> + Send + Sync + 'static,
+    F: Fn(ShardConfig) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = HandlerResult<H>> + 'static,
 {
     check_memlock(config.cores, config.io_memory_bytes)?;
     let cpus = usable_cpus();
@@ -188,15 +192,13 @@ where
         cores: config.cores,
     };
     assert!(!topology.announce_ip.is_unspecified());
-    let mut data_dirs = Vec::with_capacity(usize::from(config.cores));
-    for core in 0..config.cores {
-        let path = config.data_dir.join(format!("core-{core}"));
-        std::fs::create_dir_all(&path).map_err(|source| ServerError::DataDir {
-            path: path.clone(),
-            source,
-        })?;
-        data_dirs.push(path);
-    }
+    // Once, here: a core-count mismatch must stop start-up before any core
+    // opens (or creates) a store.
+    let data_dir = DataDir::open_or_create(&config.data_dir, u32::from(config.cores))
+        .map_err(|source| ServerError::Persist { source })?;
+    let data_dirs: Vec<PathBuf> = (0..u32::from(config.cores))
+        .map(|core| data_dir.core_dir(core))
+        .collect();
     let listeners = bind_listeners(config)?;
 
     let signals = signal_set();
@@ -327,7 +329,7 @@ where
 }
 
 #[allow(clippy::too_many_arguments)]
-fn spawn_core<H, F>(
+fn spawn_core<H, F, Fut>(
     core: u16,
     cpu: usize,
     listener: TcpListener,
@@ -339,12 +341,15 @@ fn spawn_core<H, F>(
 ) -> Result<glommio::ExecutorJoinHandle<Result<(), ServerError>>, ServerError>
 where
     H: Handler + 'static,
-    F: Fn(ShardConfig) -> HandlerResult<H> + Send + Sync + 'static,
+    F: Fn(ShardConfig) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = HandlerResult<H>> + 'static,
 {
     let requirepass = config.requirepass.clone();
     let memory_limit_bytes =
         usize::try_from(config.memory_limit_per_core_bytes()).unwrap_or(usize::MAX);
     let durability = config.durability;
+    let flush_interval_ms = config.flush_interval_ms;
+    let tolerant_recovery = config.tolerant_recovery;
     let max_clients = config.max_clients;
     LocalExecutorBuilder::new(Placement::Fixed(cpu))
         .name(&format!("tessera-core-{core}"))
@@ -362,9 +367,12 @@ where
                 requirepass,
                 memory_limit_bytes,
                 durability,
+                flush_interval_ms,
+                tolerant_recovery,
                 data_dir,
             };
             let started = make_handler(shard_config)
+                .await
                 .map_err(|reason| ServerError::Executor { core, reason })
                 .and_then(|handler| Ok((handler, build_ring(control.wake_fd(core))?)));
             let (mut handler, (uring, bufs)) = match started {

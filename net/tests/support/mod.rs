@@ -63,7 +63,11 @@ impl Server {
     /// Starts two cores on `base_port` and `base_port + 1` and waits until
     /// both accept connections.
     pub fn start(base_port: u16, tag: &str, extra: &[&str]) -> Server {
-        let data_dir = temp_dir(tag);
+        Server::start_in(base_port, temp_dir(tag), extra)
+    }
+
+    /// [`Server::start`] on an existing data directory (a restart).
+    pub fn start_in(base_port: u16, data_dir: PathBuf, extra: &[&str]) -> Server {
         let child = server_command(base_port, &data_dir, extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -120,13 +124,25 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Sends `signal`, waits for the exit and hands the data directory
+    /// back, kept on disk for a restart.
+    pub fn stop_keeping_data(mut self, signal: i32) -> (ExitStatus, PathBuf) {
+        self.signal(signal);
+        let status = self.wait_exit(Duration::from_secs(30));
+        (status, std::mem::take(&mut self.data_dir))
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if !self.data_dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 
@@ -203,6 +219,27 @@ impl Client {
         all
     }
 
+    /// Reads one bulk-string reply; `None` for nil. Panics on anything
+    /// else, showing it.
+    pub fn read_bulk(&mut self) -> Option<Vec<u8>> {
+        let line = self.read_line();
+        assert!(
+            line.starts_with(b"$"),
+            "expected a bulk string, got {}",
+            String::from_utf8_lossy(&line)
+        );
+        let len: i64 = std::str::from_utf8(&line[1..line.len() - 2])
+            .unwrap()
+            .parse()
+            .unwrap();
+        if len < 0 {
+            return None;
+        }
+        let mut body = self.read_exact(len as usize + 2);
+        body.truncate(len as usize);
+        Some(body)
+    }
+
     pub fn ping(&mut self) -> Vec<u8> {
         self.command(&[b"PING"]);
         self.read_line()
@@ -217,4 +254,10 @@ pub fn encode(args: &[&[u8]]) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out
+}
+
+/// The port of the core owning `key` on a node of `cores` cores.
+pub fn port_for_key(base_port: u16, cores: u16, key: &[u8]) -> u16 {
+    let slot = tessera_net::cluster::key_slot(key);
+    base_port + tessera_net::cluster::core_for_slot(slot, cores)
 }
