@@ -66,10 +66,32 @@ fn stopped_server_times_out_then_recovers() {
         .recv_timeout(Duration::from_secs(20))
         .expect("client ready");
     server.signal(libc::SIGSTOP);
+    wait_all_threads_stopped(server.pid());
     stopped_tx.send(()).expect("stopped");
     let timed_out = timed_out_rx.recv_timeout(Duration::from_secs(20));
     server.signal(libc::SIGCONT);
     timed_out.expect("the request timed out");
     continued_tx.send(()).expect("continued");
     client_thread.join().expect("client thread");
+}
+
+/// `kill(SIGSTOP)` returns before the signal has stopped every thread: a
+/// thread still on its way back to user space can answer one more request.
+/// Waits until every thread of `pid` reports state `T` (stopped).
+fn wait_all_threads_stopped(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("proc tasks");
+        let all_stopped = tasks.flatten().all(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // The state follows the parenthesised command name.
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+        });
+        if all_stopped {
+            return;
+        }
+        assert!(Instant::now() < deadline, "server threads did not stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

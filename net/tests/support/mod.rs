@@ -130,6 +130,7 @@ impl Server {
     pub fn stop_keeping_data(mut self, signal: i32) -> (ExitStatus, PathBuf) {
         self.signal(signal);
         let status = self.wait_exit(Duration::from_secs(30));
+        wait_ports_free(self.base_port, Duration::from_secs(10));
         (status, std::mem::take(&mut self.data_dir))
     }
 }
@@ -142,6 +143,23 @@ impl Drop for Server {
         }
         if !self.data_dir.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
+    }
+}
+
+/// Waits until both cores' ports can be bound again. The kernel tears an
+/// exited process's io_uring down asynchronously, and the listening sockets
+/// the ring still references stay in LISTEN for a moment after the process
+/// is reaped; a restart on the same ports must wait for that.
+pub fn wait_ports_free(base_port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    for port in [base_port, base_port + 1] {
+        while std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "port {port} still held {timeout:?} after the server exited"
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
