@@ -38,7 +38,14 @@ fn allocations() -> u64 {
 }
 
 const REQUESTS_PER_ROUND: usize = 64;
-const ROUNDS: usize = 400;
+/// Consecutive whole rounds that must allocate nothing: the steady state.
+const STEADY_ROUNDS: usize = 400;
+/// Rounds within which the steady state must be reached. The pools grow to
+/// the largest number of buffers that are live at once, and that depends on
+/// how far each time-budgeted merge step gets, so on a loaded machine the
+/// pools can take a few hundred rounds longer to reach it; they are bounded,
+/// so it is always reached.
+const ROUNDS_MAX: usize = 20 * STEADY_ROUNDS;
 /// Keys the rounds cycle through: each round writes the next 64 of them, so
 /// the store holds them all and its merges rewrite a base segment of this
 /// many keys as well as the small new ones.
@@ -73,20 +80,29 @@ fn get_and_set_rounds_do_not_allocate_including_merges() {
         assert_eq!(handled.consumed, pipeline.len());
         used
     };
-    for index in 0..ROUNDS {
-        round(&mut c, index);
+    let mut clean_rounds = 0;
+    let mut merges_at_clean_start = c.shard.keyspace_counters().merges_completed;
+    let mut warm_up_allocations = 0;
+    let mut index = 0;
+    while clean_rounds < STEADY_ROUNDS {
+        assert!(
+            index < ROUNDS_MAX,
+            "no {STEADY_ROUNDS} consecutive allocation-free rounds within {ROUNDS_MAX} \
+             ({warm_up_allocations} allocations so far)"
+        );
+        let used = round(&mut c, index);
+        index += 1;
+        if used == 0 {
+            clean_rounds += 1;
+        } else {
+            warm_up_allocations += used;
+            clean_rounds = 0;
+            merges_at_clean_start = c.shard.keyspace_counters().merges_completed;
+        }
     }
-    let merges_before = c.shard.keyspace_counters().merges_completed;
-    let mut total = 0;
-    for index in 0..ROUNDS {
-        total += round(&mut c, index);
-    }
-    let merges = c.shard.keyspace_counters().merges_completed - merges_before;
-    assert!(merges >= 10, "only {merges} merges while measuring");
-    assert_eq!(
-        total,
-        0,
-        "allocations in {ROUNDS} rounds of {} requests ({merges} merges)",
-        2 * REQUESTS_PER_ROUND
+    let merges = c.shard.keyspace_counters().merges_completed - merges_at_clean_start;
+    assert!(
+        merges >= 10,
+        "only {merges} merges in the {STEADY_ROUNDS} allocation-free rounds"
     );
 }
