@@ -543,6 +543,14 @@ impl Store {
         self.merges_completed
     }
 
+    /// Segments in the stack (what `stats().height` reports, without
+    /// counting `len`: cheap enough for every commit).
+    pub fn height(&self) -> usize {
+        self.stack.len()
+    }
+
+    /// An account of the store. Counts `len` exactly first (see
+    /// [`Store::len`]), so not for every round.
     pub fn stats(&self) -> StoreStats {
         StoreStats {
             height: self.stack.len(),

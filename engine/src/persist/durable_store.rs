@@ -253,14 +253,14 @@ impl<L: FileLayer> DurableStore<L> {
             // instead of buffering without bound.
             self.flush().await?;
         }
-        let height_before = self.store.stats().height;
+        let height_before = self.store.height();
         if self.unpersisted > 0 && height_before + 1 >= STACK_HEIGHT_LIMIT {
             // The engine is about to stall on a merge that could take in
             // the unpersisted segments: make them durable first.
             self.flush().await?;
         }
         self.store.apply(batch).map_err(PersistError::Engine)?;
-        if self.store.stats().height == height_before {
+        if self.store.height() == height_before {
             return Ok(()); // an empty batch adds no segment
         }
         self.unpersisted += 1;
