@@ -86,7 +86,6 @@ enum Phase {
 /// limit once).
 pub(crate) struct JobVecs {
     inputs: Vec<Rc<Segment>>,
-    above: Vec<Rc<Segment>>,
     cursors: Vec<usize>,
 }
 
@@ -94,7 +93,6 @@ impl JobVecs {
     pub fn new() -> JobVecs {
         JobVecs {
             inputs: Vec::with_capacity(STACK_HEIGHT_LIMIT),
-            above: Vec::with_capacity(STACK_HEIGHT_LIMIT),
             cursors: Vec::with_capacity(STACK_HEIGHT_LIMIT),
         }
     }
@@ -104,8 +102,6 @@ pub(crate) struct MergeJob {
     /// Stack position of the oldest input; inputs are `run_start..run_start + inputs.len()`.
     pub run_start: usize,
     inputs: Vec<Rc<Segment>>,
-    /// Segments above the run when the job started (for live-key accounting).
-    above: Vec<Rc<Segment>>,
     /// The run includes the bottom of the stack: tombstones and expired records go.
     pub drop_bottom: bool,
     /// The clock that decides which records are expired.
@@ -115,13 +111,10 @@ pub(crate) struct MergeJob {
     out_data: Vec<u8>,
     out_meta: Vec<u64>,
     key_value_bytes: usize,
+    /// Deletes written to the output (only a merge above the bottom keeps any).
+    tombstones: usize,
     copy: Option<PendingCopy>,
     phase: Phase,
-    /// Keys whose newest version this merge drops as expired.
-    pub expired_dropped: usize,
-    /// Of those, keys that a batch applied during the merge wrote again: the
-    /// batch accounted for them in `len`, so the drop must not.
-    pub expired_redecided: usize,
     eager_huge_pages: bool,
     pool: Rc<Pool>,
 }
@@ -143,12 +136,10 @@ impl MergeJob {
         assert!(stack.len() <= STACK_HEIGHT_LIMIT);
         let JobVecs {
             mut inputs,
-            mut above,
             mut cursors,
         } = vecs;
-        debug_assert!(inputs.is_empty() && above.is_empty() && cursors.is_empty());
+        debug_assert!(inputs.is_empty() && cursors.is_empty());
         inputs.extend_from_slice(&stack[run.clone()]);
-        above.extend_from_slice(&stack[run.end..]);
         let data_len: usize = inputs.iter().map(|segment| segment.data_len()).sum();
         let records: usize = inputs.iter().map(|segment| segment.len()).sum();
         let out_data = pool
@@ -173,19 +164,17 @@ impl MergeJob {
             cursors,
             heap,
             inputs,
-            above,
             drop_bottom: run.start == 0,
             now_ms,
             out_data,
             out_meta,
             key_value_bytes: 0,
+            tombstones: 0,
             copy: None,
             phase: Phase::Faulting {
                 data_next: 0,
                 meta_next: 0,
             },
-            expired_dropped: 0,
-            expired_redecided: 0,
             eager_huge_pages,
             pool,
         }
@@ -291,13 +280,11 @@ impl MergeJob {
     pub fn finish(mut self) -> (Option<Segment>, JobVecs) {
         let mut vecs = JobVecs {
             inputs: std::mem::take(&mut self.inputs),
-            above: std::mem::take(&mut self.above),
             cursors: std::mem::take(&mut self.cursors),
         };
         // Dropping the inputs' `Rc`s here lets the store find the retired
         // segments unshared.
         vecs.inputs.clear();
-        vecs.above.clear();
         vecs.cursors.clear();
         (self.finish_segment(), vecs)
     }
@@ -323,6 +310,7 @@ impl MergeJob {
             data,
             meta,
             index,
+            self.tombstones,
             self.key_value_bytes,
             self.pool.clone(),
         ))
@@ -361,15 +349,7 @@ impl MergeJob {
         let position = self.cursors[winner];
         let meta = segment.meta(position);
         let key = segment.key(position);
-        let keep = keep(
-            segment,
-            &self.above,
-            self.drop_bottom,
-            self.now_ms,
-            meta,
-            key,
-            &mut self.expired_dropped,
-        );
+        let keep = keep(segment, self.drop_bottom, self.now_ms, meta);
         advance(&self.inputs, &mut self.cursors, &mut self.heap, winner);
         // Older versions of the key come next in heap order: skip them.
         while let Some(top) = self.heap.peek() {
@@ -389,6 +369,7 @@ impl MergeJob {
         self.out_meta
             .extend_from_slice(&Meta { offset, ..meta }.pack());
         self.key_value_bytes += meta.key_len + meta.value_len;
+        self.tombstones += usize::from(meta.op == Op::Delete);
         self.copy = Some(PendingCopy {
             input,
             from: meta.offset,
@@ -479,43 +460,15 @@ fn advance(inputs: &[Rc<Segment>], cursors: &mut [usize], heap: &mut CursorHeap,
 }
 
 /// Whether the merge keeps the newest version of `key`, `meta` in `input`.
-fn keep(
-    input: &Segment,
-    above: &[Rc<Segment>],
-    drop_bottom: bool,
-    now_ms: u64,
-    meta: Meta,
-    key: &[u8],
-    expired_dropped: &mut usize,
-) -> bool {
+fn keep(input: &Segment, drop_bottom: bool, now_ms: u64, meta: Meta) -> bool {
     if !drop_bottom {
         return true;
     }
     match meta.op {
         Op::Delete => false,
-        Op::Set => {
-            if !is_expired(meta.expire_at_ms(input.data()), now_ms) {
-                return true;
-            }
-            // The key stops counting as live unless a version above the run
-            // (present when the job started) already decides it.
-            let hash = hash_key(key);
-            if !above
-                .iter()
-                .any(|segment| segment.find(key, hash).is_some())
-            {
-                *expired_dropped += 1;
-            }
-            false
-        }
+        Op::Set => !is_expired(meta.expire_at_ms(input.data()), now_ms),
         Op::Superseded => unreachable!("superseded ops never reach a segment"),
     }
-}
-
-/// Whether the newest version of a key, a set found in stack segment
-/// `segment` expiring at `expire_at_ms`, is about to be dropped by `job`.
-pub(crate) fn drops_as_expired(job: &MergeJob, segment: usize, expire_at_ms: Option<u64>) -> bool {
-    job.drop_bottom && job.run().contains(&segment) && is_expired(expire_at_ms, job.now_ms)
 }
 
 #[cfg(test)]

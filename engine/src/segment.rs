@@ -79,6 +79,9 @@ pub(crate) struct Segment {
     meta: Storage<u64>,
     index: HashIndex,
     records: usize,
+    /// Records that are deletes: with `records`, bounds on how a segment the
+    /// store has not yet counted can move `len` (see `Store::garbage_heavy`).
+    tombstones: usize,
     key_value_bytes: usize,
     /// Bytes of large buffers already given back by `release_pages`.
     released_bytes: usize,
@@ -92,22 +95,31 @@ impl Segment {
         data: Vec<u8>,
         meta: Vec<u64>,
         index: HashIndex,
+        tombstones: usize,
         key_value_bytes: usize,
         pool: Rc<Pool>,
     ) -> Segment {
         let records = meta.len() / META_WORDS;
         assert_eq!(meta.len() % META_WORDS, 0);
         assert!(records <= SEGMENT_RECORDS_MAX);
+        assert!(tombstones <= records);
         let segment = Segment {
             data: Storage::Pooled(data),
             meta: Storage::Pooled(meta),
             index,
             records,
+            tombstones,
             key_value_bytes,
             released_bytes: 0,
             pool,
         };
         debug_assert!(segment.is_sorted());
+        debug_assert_eq!(
+            (0..records)
+                .filter(|&position| segment.meta(position).op == Op::Delete)
+                .count(),
+            tombstones
+        );
         segment
     }
 
@@ -135,6 +147,7 @@ impl Segment {
         let data_bytes = (*data).as_ref();
         let words: &[u64] = bytemuck::cast_slice(meta_bytes);
         let mut key_value_bytes = 0;
+        let mut tombstones = 0;
         let mut previous: Option<&[u8]> = None;
         for record in 0..records {
             let at = record * META_WORDS;
@@ -146,6 +159,7 @@ impl Segment {
             }
             previous = Some(key);
             key_value_bytes += meta.key_len + meta.value_len;
+            tombstones += usize::from(meta.op == Op::Delete);
         }
         let slots = pool.take_index(slots_for(records), Purpose::Load)?;
         let mut index = HashIndex::new(slots, records);
@@ -159,6 +173,7 @@ impl Segment {
             meta: Storage::External(meta),
             index,
             records,
+            tombstones,
             key_value_bytes,
             released_bytes: 0,
             pool,
@@ -172,6 +187,11 @@ impl Segment {
     #[inline]
     pub fn len(&self) -> usize {
         self.records
+    }
+
+    /// Records that are deletes.
+    pub fn tombstones(&self) -> usize {
+        self.tombstones
     }
 
     pub fn key_value_bytes(&self) -> usize {
@@ -321,6 +341,7 @@ impl Segment {
         }
         self.pool.give(self.index.take_slots());
         self.records = 0;
+        self.tombstones = 0;
         self.key_value_bytes = 0;
         self.released_bytes = 0;
     }

@@ -3,13 +3,14 @@
 use crate::batch::Batch;
 use crate::cpu_clock::CpuInstant;
 use crate::index::{hash_key, HashIndex};
-use crate::merge::{choose_run, drops_as_expired, JobVecs, MergeJob};
+use crate::merge::{choose_run, JobVecs, MergeJob};
 use crate::pool::{Pool, Purpose};
 use crate::range::{Range, RangeRev};
 use crate::record::{compare_keys, Meta, Op, META_WORDS};
 use crate::segment::{ExternalBytes, Found, Segment};
 use crate::snapshot::{bounds, lookup, Snapshot, Stack};
 use crate::{Entry, Error, StoreConfig, STACK_HEIGHT_LIMIT};
+use std::cell::Cell;
 use std::ops::RangeBounds;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
@@ -27,7 +28,7 @@ impl std::fmt::Debug for Store {
 /// Bytes of retired segments' pages released between two looks at the clock.
 const RELEASE_CHUNK_BYTES: usize = 512 * 1024;
 
-/// Keys of a batch looked up in the stack together (see `apply`).
+/// Keys of a segment looked up in the stack together (see `live_delta`).
 const LOOKUP_GROUP: usize = 16;
 
 /// Hollow segment `Rc`s kept for reuse: the stack's limit plus a running
@@ -82,7 +83,20 @@ pub struct Store {
     /// chunk at a time by `merge_step` (freeing hundreds of MiB at once
     /// would take milliseconds).
     retired: Vec<Rc<Segment>>,
-    live_keys: usize,
+    /// Keys whose newest version in `stack[..counted_height]` is a set.
+    ///
+    /// Segments above `counted_height` are not counted yet: finding out
+    /// whether a write adds or removes a key means looking the key up down
+    /// the whole stack, which cost an apply as much as the reads of a round,
+    /// while `len` is asked for rarely (DBSIZE, INFO). So `apply` only pushes,
+    /// and `settle` counts the uncounted segments when an exact `len` is
+    /// needed. Until then they usually merge among themselves (each key then
+    /// counted once however often it was written), and a merge that reaches
+    /// the bottom counts its output for free: with nothing below it, a bottom
+    /// segment's live keys are its sets. `Cell`s because `len(&self)` settles.
+    live_keys: Cell<usize>,
+    /// Segments at the bottom of the stack that `live_keys` accounts for.
+    counted_height: Cell<usize>,
     /// Records in the stack (the sum of its segments' lengths), kept up to
     /// date so the per-round garbage check is O(1).
     records_held: usize,
@@ -114,7 +128,8 @@ impl Store {
             stack: empty_stack(),
             job: None,
             retired: Vec::with_capacity(STACK_HEIGHT_LIMIT),
-            live_keys: 0,
+            live_keys: Cell::new(0),
+            counted_height: Cell::new(0),
             records_held: 0,
             now_ms: system_now_ms(),
             merges_completed: 0,
@@ -206,61 +221,43 @@ impl Store {
         let mut table = table;
         table.fill(0);
         let mut index = HashIndex::new(table, records);
-        let mut live_delta: isize = 0;
         let mut key_value_bytes = 0;
-        let mut hashes = [0u64; LOOKUP_GROUP];
-        for (group, chunk) in pairs.chunks(LOOKUP_GROUP).enumerate() {
-            // Hash a group of keys and prefetch their index slots in every
-            // segment first, so the group's stack lookups overlap their misses.
-            for (hash, pair) in hashes.iter_mut().zip(chunk) {
-                *hash = hash_key(Meta::unpack(*pair).key(&data));
-                for segment in self.stack.iter() {
-                    segment.prefetch(*hash);
-                }
-            }
-            for (offset, (pair, &hash)) in chunk.iter().zip(&hashes).enumerate() {
-                let meta = Meta::unpack(*pair);
-                index.insert(hash, group * LOOKUP_GROUP + offset);
-                key_value_bytes += meta.key_len + meta.value_len;
-                let was_live = self.newest_is_live(meta.key(&data), hash);
-                live_delta += match (meta.op, was_live) {
-                    (Op::Set, false) => 1,
-                    (Op::Delete, true) => -1,
-                    _ => 0,
-                };
-            }
+        let mut tombstones = 0;
+        // No lookups down the stack: the new segment is left for `settle` to
+        // count (see `live_keys`).
+        for (position, pair) in pairs.iter().enumerate() {
+            let meta = Meta::unpack(*pair);
+            index.insert(hash_key(meta.key(&data)), position);
+            key_value_bytes += meta.key_len + meta.value_len;
+            tombstones += usize::from(meta.op == Op::Delete);
         }
-        let segment = Segment::from_pooled(data, meta, index, key_value_bytes, self.pool.clone());
+        let segment = Segment::from_pooled(
+            data,
+            meta,
+            index,
+            tombstones,
+            key_value_bytes,
+            self.pool.clone(),
+        );
         let segment = self.segment_rc(segment);
         self.stack_mut().push(segment);
         self.records_held += records;
-        self.live_keys = self
-            .live_keys
-            .checked_add_signed(live_delta)
-            .expect("live keys >= 0");
         Ok(())
     }
 
-    /// Whether the newest version of `key` in the stack is a set, which
-    /// `len` counts (expired or not). When that version is one the running
-    /// merge drops as expired, this write decides the key instead, so the
-    /// merge must not count the key's drop: that is recorded on the job.
-    fn newest_is_live(&mut self, key: &[u8], hash: u64) -> bool {
-        for (position, segment) in self.stack.iter().enumerate().rev() {
-            match segment.find(key, hash) {
-                None => continue,
-                Some(Found::Delete) => return false,
-                Some(Found::Set { expire_at_ms, .. }) => {
-                    if let Some(job) = self.job.as_mut() {
-                        if drops_as_expired(job, position, expire_at_ms) {
-                            job.expired_redecided += 1;
-                        }
-                    }
-                    return true;
-                }
-            }
+    /// Counts every segment above `counted_height` into `live_keys`, oldest
+    /// first, each against the segments below it; returns the exact `len`.
+    fn settle(&self) -> usize {
+        let mut live = self.live_keys.get();
+        for position in self.counted_height.get()..self.stack.len() {
+            live = add_live(
+                live,
+                live_delta(&self.stack[..position], &self.stack[position]),
+            );
         }
-        false
+        self.live_keys.set(live);
+        self.counted_height.set(self.stack.len());
+        live
     }
 
     fn stack_mut(&mut self) -> &mut Vec<Rc<Segment>> {
@@ -310,12 +307,15 @@ impl Store {
     /// Keys whose newest version is a set. Expired keys count until a merge
     /// at the bottom of the stack drops them (as Redis counts them until
     /// they are evicted).
+    ///
+    /// O(1) after the first call following writes; that one counts the
+    /// segments written since the last count (one lookup per record).
     pub fn len(&self) -> usize {
-        self.live_keys
+        self.settle()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.live_keys == 0
+        self.len() == 0
     }
 
     /// Drops every record (Redis `FLUSHDB`). Snapshots keep what they saw;
@@ -326,7 +326,8 @@ impl Store {
             self.retired.append(stack);
         }
         self.stack = empty_stack();
-        self.live_keys = 0;
+        self.live_keys.set(0);
+        self.counted_height.set(0);
         self.records_held = 0;
     }
 
@@ -358,11 +359,33 @@ impl Store {
     /// record, the rewrite costs at most two record copies per write since
     /// the last one: amortised O(1). Below [`GARBAGE_RECORDS_MIN`] dead
     /// records a store with live keys is left alone (not worth a rewrite).
+    ///
+    /// Asked every round, so it must not settle every round: segments not
+    /// yet counted bound the live keys (a set adds at most one, a delete
+    /// removes at most one), the answer falls as the live keys rise, and only
+    /// when the bounds disagree is the exact count taken.
     fn garbage_heavy(&self) -> bool {
-        let dead = self.records_held.saturating_sub(self.live_keys);
+        let counted = self.live_keys.get();
+        let (mut sets, mut deletes) = (0, 0);
+        for segment in &self.stack[self.counted_height.get()..] {
+            sets += segment.len() - segment.tombstones();
+            deletes += segment.tombstones();
+        }
+        let heavy_at_least = self.garbage_heavy_with(counted.saturating_sub(deletes));
+        let heavy_at_most = self.garbage_heavy_with(counted + sets);
+        if heavy_at_least == heavy_at_most {
+            return heavy_at_least;
+        }
+        self.garbage_heavy_with(self.settle())
+    }
+
+    /// [`Store::garbage_heavy`] were `live` the live keys: true for every
+    /// `live` below some threshold and false above it.
+    fn garbage_heavy_with(&self, live: usize) -> bool {
+        let dead = self.records_held.saturating_sub(live);
         // An empty store holds nothing worth keeping, however little.
-        (self.live_keys == 0 && dead > 0)
-            || (self.stack.len() >= 2 && dead >= GARBAGE_RECORDS_MIN && dead >= self.live_keys)
+        (live == 0 && dead > 0)
+            || (self.stack.len() >= 2 && dead >= GARBAGE_RECORDS_MIN && dead >= live)
     }
 
     /// Advances the merger for at most `budget` of this thread's CPU time
@@ -464,8 +487,14 @@ impl Store {
     fn swap(&mut self) {
         let job = self.job.take().expect("a finished merge");
         let run = job.run();
-        // Keys dropped as expired whose drop a later write did not override.
-        let expired_dropped = job.expired_dropped - job.expired_redecided;
+        let bottom = job.drop_bottom;
+        debug_assert_eq!(bottom, run.start == 0);
+        // A merge above the bottom keeps every key's newest version, so the
+        // count of the segments below the run stays right; counted inputs
+        // are counted through to the top first, so the output is counted.
+        if !bottom && self.counted_height.get() > run.start {
+            self.settle();
+        }
         for (input, segment) in job.inputs().iter().zip(&self.stack[run.clone()]) {
             assert!(
                 Rc::ptr_eq(input, segment),
@@ -479,6 +508,11 @@ impl Store {
         let records_in: usize = stack[run.clone()].iter().map(|segment| segment.len()).sum();
         self.records_held -= records_in;
         self.retired.extend(stack.drain(run.clone()));
+        let output_sets = output.as_ref().map(|output| {
+            // A bottom merge drops every tombstone.
+            assert!(!bottom || output.tombstones() == 0);
+            output.len() - output.tombstones()
+        });
         if let Some(output) = output {
             self.records_held += output.len();
             stack.insert(run.start, output);
@@ -487,10 +521,14 @@ impl Store {
             self.records_held,
             stack.iter().map(|segment| segment.len()).sum::<usize>()
         );
-        self.live_keys = self
-            .live_keys
-            .checked_sub(expired_dropped)
-            .expect("live keys >= 0");
+        if bottom {
+            // With nothing below it, a bottom segment's live keys are its
+            // sets; what was counted above it is counted again later.
+            self.live_keys.set(output_sets.unwrap_or(0));
+            self.counted_height.set(usize::from(output_sets.is_some()));
+        } else if self.counted_height.get() > run.start {
+            self.counted_height.set(stack.len());
+        }
         self.merges_completed += 1;
     }
 
@@ -505,6 +543,14 @@ impl Store {
         self.merges_completed
     }
 
+    /// Segments in the stack (what `stats().height` reports, without
+    /// counting `len`: cheap enough for every commit).
+    pub fn height(&self) -> usize {
+        self.stack.len()
+    }
+
+    /// An account of the store. Counts `len` exactly first (see
+    /// [`Store::len`]), so not for every round.
     pub fn stats(&self) -> StoreStats {
         StoreStats {
             height: self.stack.len(),
@@ -516,7 +562,7 @@ impl Store {
                 .sum(),
             memory_used_bytes: self.pool.held_bytes(),
             memory_quota_bytes: self.pool.quota_bytes(),
-            live_keys: self.live_keys,
+            live_keys: self.len(),
             merge_in_progress: self.job.is_some(),
             merges_completed: self.merges_completed,
         }
@@ -534,23 +580,9 @@ impl Store {
         while self.stack.len() >= STACK_HEIGHT_LIMIT {
             self.merge_to_completion();
         }
-        let mut live_delta: isize = 0;
-        for position in 0..segment.len() {
-            let key = segment.key(position);
-            let was_live = self.newest_is_live(key, hash_key(key));
-            live_delta += match (segment.meta(position).op, was_live) {
-                (Op::Set, false) => 1,
-                (Op::Delete, true) => -1,
-                _ => 0,
-            };
-        }
         self.records_held += segment.len();
         let segment = self.segment_rc(segment);
         self.stack_mut().push(segment);
-        self.live_keys = self
-            .live_keys
-            .checked_add_signed(live_delta)
-            .expect("live keys >= 0");
         Ok(())
     }
 
@@ -564,22 +596,14 @@ impl Store {
             return false;
         };
         self.job = None;
-        // Keys are unique within a segment, so counting the keys live with
-        // and without it gives the exact change in `len`.
-        fn count_live(store: &mut Store, top: &Segment) -> usize {
-            let mut live = 0;
-            for position in 0..top.len() {
-                let key = top.key(position);
-                live += usize::from(store.newest_is_live(key, hash_key(key)));
-            }
-            live
-        }
-        let live_with = count_live(self, &top);
         self.stack_mut().pop();
-        let live_without = count_live(self, &top);
-        self.live_keys = (self.live_keys + live_without)
-            .checked_sub(live_with)
-            .expect("live keys >= 0");
+        self.records_held -= top.len();
+        if self.counted_height.get() > self.stack.len() {
+            // Counted: take back exactly what counting it added.
+            let added = live_delta(&self.stack, &top);
+            self.live_keys.set(add_live(self.live_keys.get(), -added));
+            self.counted_height.set(self.stack.len());
+        }
         true
     }
 
@@ -598,6 +622,52 @@ fn unshare(stack: &mut Stack) -> &mut Vec<Rc<Segment>> {
         *stack = Rc::new(copy);
     }
     Rc::get_mut(stack).expect("stack is unshared")
+}
+
+/// How `segment`, pushed on `below`, changes the count of keys whose newest
+/// version is a set. Keys are unique within a segment, so each record adds
+/// a key (a set over nothing or a delete), removes one (a delete over a set)
+/// or changes nothing.
+fn live_delta(below: &[Rc<Segment>], segment: &Segment) -> isize {
+    let mut delta = 0;
+    let mut hashes = [0u64; LOOKUP_GROUP];
+    for group_start in (0..segment.len()).step_by(LOOKUP_GROUP) {
+        let group = group_start..(group_start + LOOKUP_GROUP).min(segment.len());
+        // Hash a group of keys and prefetch their index slots in every
+        // segment first, so the group's lookups overlap their cache misses.
+        for (hash, position) in hashes.iter_mut().zip(group.clone()) {
+            *hash = hash_key(segment.key(position));
+            for below in below {
+                below.prefetch(*hash);
+            }
+        }
+        for (&hash, position) in hashes.iter().zip(group) {
+            let was_live = newest_is_set(below, segment.key(position), hash);
+            delta += match (segment.meta(position).op, was_live) {
+                (Op::Set, false) => 1,
+                (Op::Delete, true) => -1,
+                _ => 0,
+            };
+        }
+    }
+    delta
+}
+
+/// Whether the newest version of `key` in `segments` (oldest first) is a
+/// set, expired or not (`len` counts expired keys until a merge drops them).
+fn newest_is_set(segments: &[Rc<Segment>], key: &[u8], hash: u64) -> bool {
+    for segment in segments.iter().rev() {
+        match segment.find(key, hash) {
+            None => continue,
+            Some(Found::Delete) => return false,
+            Some(Found::Set { .. }) => return true,
+        }
+    }
+    false
+}
+
+fn add_live(live: usize, delta: isize) -> usize {
+    live.checked_add_signed(delta).expect("live keys >= 0")
 }
 
 /// Removes ops a later op on the same key replaced, keeping order.
@@ -1027,5 +1097,61 @@ mod tests {
         }
         assert!(store.stats().height <= STACK_HEIGHT_LIMIT);
         assert_eq!(store.len(), STACK_HEIGHT_LIMIT + 5);
+    }
+
+    /// `len` is counted lazily (see `live_keys`): asked only now and then,
+    /// across budgeted merges above and at the bottom, garbage merges and
+    /// popped segments, it must still match a map's size exactly.
+    #[test]
+    fn len_counted_lazily_stays_exact() {
+        let mut store = Store::new(StoreConfig {
+            memory_quota_bytes: 64 << 20,
+            batch_ops_max: 64,
+            batch_bytes_max: 64 * 64,
+            stack_height_max: 3,
+            merge_step_budget: Duration::from_micros(1),
+        })
+        .unwrap();
+        let mut model = std::collections::BTreeMap::new();
+        let mut random = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move |below: u64| {
+            random ^= random << 13;
+            random ^= random >> 7;
+            random ^= random << 17;
+            random % below
+        };
+        for round in 0..3000 {
+            let mut batch = store.new_batch(64, 64 * 64).unwrap();
+            let mut written = model.clone();
+            for _ in 0..next(64) {
+                let key = format!("key:{:05}", next(6000));
+                // Deletes dominate now and then, so garbage merges run too.
+                if next(100) < if round % 500 < 100 { 80 } else { 30 } {
+                    batch.delete(key.as_bytes()).unwrap();
+                    written.remove(&key);
+                } else {
+                    batch.set(key.as_bytes(), b"value").unwrap();
+                    written.insert(key, ());
+                }
+            }
+            store.apply(batch).unwrap();
+            if next(50) == 0 {
+                // Taken back, as the persistence layer does on a failed write.
+                assert!(store.pop_newest_segment());
+            } else {
+                model = written;
+            }
+            for _ in 0..next(4) {
+                store.merge_step(Duration::from_micros(1));
+            }
+            if next(40) == 0 {
+                assert_eq!(store.len(), model.len(), "round {round}");
+            }
+        }
+        assert_eq!(store.len(), model.len());
+        assert!(store.merges_completed() > 0);
+        store.compact();
+        assert_eq!(store.len(), model.len());
+        assert_eq!(store.stats().records_held, model.len());
     }
 }

@@ -271,7 +271,7 @@ impl<L: FileLayer> DurableStore<L> {
 
     /// Whether [`DurableStore::apply_pending`] would take a batch now.
     pub fn pending_room(&self) -> bool {
-        let height = self.store.stats().height;
+        let height = self.store.height();
         // Below the write-stall height: an apply must never merge segments
         // that are not on disk yet (they could not be taken back).
         self.unpersisted < UNPERSISTED_SEGMENTS_MAX
@@ -293,9 +293,9 @@ impl<L: FileLayer> DurableStore<L> {
     }
 
     fn apply_counted(&mut self, batch: Batch) -> Result<(), PersistError> {
-        let height_before = self.store.stats().height;
+        let height_before = self.store.height();
         self.store.apply(batch).map_err(PersistError::Engine)?;
-        if self.store.stats().height != height_before {
+        if self.store.height() != height_before {
             self.unpersisted += 1;
             self.unpersisted_since.get_or_insert_with(Instant::now);
         }
@@ -355,7 +355,7 @@ impl<L: FileLayer> DurableStore<L> {
     /// The engine is about to stall on a merge that could take in the
     /// unpersisted segments: make them durable first.
     async fn flush_before_stall(&mut self) -> Result<(), PersistError> {
-        if self.unpersisted > 0 && self.store.stats().height + 1 >= STACK_HEIGHT_LIMIT {
+        if self.unpersisted > 0 && self.store.height() + 1 >= STACK_HEIGHT_LIMIT {
             self.persist_pending().await?;
         }
         Ok(())
@@ -411,7 +411,7 @@ impl<L: FileLayer> DurableStore<L> {
         // for every merge would cost async mode an fdatasync every few
         // batches, which is sync mode's price without its promise.
         let merge_waits = self.store.merge_needed() && self.unpersisted > 0;
-        let merge_urgent = merge_waits && self.store.stats().height >= MERGE_WAIT_HEIGHT_MAX;
+        let merge_urgent = merge_waits && self.store.height() >= MERGE_WAIT_HEIGHT_MAX;
         // Half the pending limit: the next round keeps room for batches it
         // must apply before its commit (`apply_pending`).
         let pending_high = self.unpersisted > UNPERSISTED_SEGMENTS_MAX / 2;
