@@ -4,8 +4,23 @@
 //! wraps the real glommio layer and fails chosen operations with ENOSPC or
 //! EIO, or tears a write short; everything above it runs unchanged. The real
 //! layer, [`DmaLayer`], opens O_DIRECT `DmaFile`s read+write through
-//! `OpenOptions` (glommio 0.9's `DmaFile::create` opens write-only, which
-//! also disables IOPOLL) and submits through the core's own io_uring.
+//! `OpenOptions` and submits through the core's own io_uring.
+//!
+//! IOPOLL is kept off on purpose. glommio 0.9 sends a `DmaFile`'s reads and
+//! writes to its IOPOLL ring whenever a probe read on the device's first
+//! file succeeds, and on a device without poll queues (a virtio disk,
+//! `queue/io_poll` = 0) it does: the kernel accepts IOPOLL there and
+//! completes the write by interrupt, but only a polling `io_uring_enter`
+//! reaps it. The executor never parks while that ring has I/O in the kernel
+//! (`PollRing::can_sleep`), so every ~1 ms disk write cost ~1 ms of a core
+//! spinning in `io_uring_enter` (BENCHMARKS.md, "Server durability"). glommio
+//! has no public knob for this; it remembers the probe's answer per thread
+//! and device, and a probe on a write-only file fails (EBADF) and records
+//! "no IOPOLL". So before a core's first open on a device [`DmaLayer`] opens
+//! a scratch file write-only, closes and removes it: every `DmaFile` on that
+//! device then uses the main ring, where the executor sleeps while the disk
+//! works. glommio logs that failed probe at error level under the target
+//! `glommio::reactor` (its only message there); the server filters it out.
 //!
 //! Directory operations (rename, remove, directory fsync) are rare (open and
 //! compaction) and go through glommio's async helpers too, so no blocking
@@ -13,6 +28,7 @@
 
 use std::cell::RefCell;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -52,6 +68,11 @@ impl FileLayer for DmaLayer {
     type File = DmaFile;
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<DmaFile> {
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        iopoll_off(dir).await?;
         Ok(OpenOptions::new()
             .read(true)
             .write(true)
@@ -73,6 +94,58 @@ impl FileLayer for DmaLayer {
         dir.sync().await?;
         Ok(dir.close().await?)
     }
+}
+
+/// Devices one core may hold segment files on; past this many the core stops
+/// turning IOPOLL off (its files on further devices then poll, i.e. spin).
+pub const IOPOLL_OFF_DEVICES_MAX: usize = 8;
+/// The scratch file whose write-only open makes glommio's IOPOLL probe fail.
+pub const IOPOLL_OFF_FILE_NAME: &str = ".iopoll-off";
+
+thread_local! {
+    /// Devices (`st_dev`) this thread's glommio reactor already knows as
+    /// non-IOPOLL. Per thread because glommio's probe cache is per thread.
+    static IOPOLL_OFF_DEVICES: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether this thread already turned IOPOLL off for `dir`'s device.
+#[cfg(test)]
+fn iopoll_is_off(dir: &Path) -> io::Result<bool> {
+    let device = std::fs::metadata(dir)?.dev();
+    Ok(IOPOLL_OFF_DEVICES.with(|devices| devices.borrow().contains(&device)))
+}
+
+/// Makes glommio record `dir`'s device as non-IOPOLL for this thread, before
+/// any read+write `DmaFile` on it lets the probe succeed (module docs). The
+/// `stat` is a blocking call, but opens are rare (start-up, compaction).
+async fn iopoll_off(dir: &Path) -> io::Result<()> {
+    let device = std::fs::metadata(dir)?.dev();
+    let known = IOPOLL_OFF_DEVICES.with(|devices| {
+        let devices = devices.borrow();
+        devices.contains(&device) || devices.len() >= IOPOLL_OFF_DEVICES_MAX
+    });
+    if known {
+        return Ok(());
+    }
+    let scratch = dir.join(IOPOLL_OFF_FILE_NAME);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .dma_open(&scratch)
+        .await?;
+    file.close().await?;
+    match glommio::io::remove(&scratch).await.map_err(io::Error::from) {
+        Ok(()) => {}
+        // Another core sharing the directory removed it first.
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    IOPOLL_OFF_DEVICES.with(|devices| {
+        let mut devices = devices.borrow_mut();
+        assert!(devices.len() < IOPOLL_OFF_DEVICES_MAX);
+        devices.push(device);
+    });
+    Ok(())
 }
 
 impl LogFile for DmaFile {
@@ -258,4 +331,39 @@ impl LogFile for FaultyFile {
 
 fn glommio_align_down(value: u64, align: u64) -> u64 {
     value / align * align
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_open_turns_iopoll_off_and_leaves_no_scratch_file() {
+        let dir = std::env::temp_dir().join(format!("tessera-iopoll-off-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let test_dir = dir.clone();
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(512 << 10)
+            .make()
+            .expect("executor")
+            .run(async move {
+                assert!(!iopoll_is_off(&test_dir).unwrap());
+                let file = DmaLayer.open(&test_dir.join("seg"), true).await.unwrap();
+                assert!(iopoll_is_off(&test_dir).unwrap());
+                assert!(!test_dir.join(IOPOLL_OFF_FILE_NAME).exists());
+                // The file still writes and syncs through the main ring.
+                let alignment = file.alignment() as usize;
+                let mut buf = file.alloc_buffer(alignment);
+                buf.as_bytes_mut().fill(7);
+                LogFile::write_at(&file, Rc::new(buf), 0).await.unwrap();
+                LogFile::fdatasync(&file).await.unwrap();
+                // A second open on the device does not probe again.
+                let again = DmaLayer.open(&test_dir.join("seg"), false).await.unwrap();
+                assert!(!test_dir.join(IOPOLL_OFF_FILE_NAME).exists());
+                again.close().await.unwrap();
+                file.close().await.unwrap();
+            });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
