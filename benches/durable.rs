@@ -72,6 +72,21 @@ fn big_store() -> StoreConfig {
     }
 }
 
+/// Core 0's store in `root`, in async mode and never rolling to a new file,
+/// as the ingest benchmarks load it.
+async fn open_async_ingest(root: &Path, flush_interval_ms: u64) -> DurableStore {
+    let data_dir = DataDir::open_or_create(root, 1).unwrap();
+    let config = DurableConfig {
+        durability: Durability::Async { flush_interval_ms },
+        file_commits_max: u64::MAX,
+        ..DurableConfig::default()
+    };
+    let (durable, _) = DurableStore::open(&data_dir, 0, config, big_store())
+        .await
+        .unwrap();
+    durable
+}
+
 fn record_key(i: u64) -> [u8; 16] {
     let mut key = *b"key:000000000000";
     let digits = format!("{:012}", i % 1_000_000_000_000);
@@ -112,17 +127,7 @@ fn disk_bandwidth(mb: u64) -> f64 {
 fn async_ingest(mb: u64) -> f64 {
     let root = fresh("async");
     run(async move {
-        let data_dir = DataDir::open_or_create(&root, 1).unwrap();
-        let config = DurableConfig {
-            durability: Durability::Async {
-                flush_interval_ms: 10,
-            },
-            file_commits_max: u64::MAX,
-            ..DurableConfig::default()
-        };
-        let (mut durable, _) = DurableStore::open(&data_dir, 0, config, big_store())
-            .await
-            .unwrap();
+        let mut durable = open_async_ingest(&root, 10).await;
         let value = vec![0x5au8; 1000];
         let records = mb * 1000;
         let batch_records = 1000;
@@ -222,17 +227,7 @@ fn sync_writes(writers: u64, secs: u64) -> f64 {
 fn build_store(root: &Path, records: u64) {
     let root = root.to_path_buf();
     run(async move {
-        let data_dir = DataDir::open_or_create(&root, 1).unwrap();
-        let config = DurableConfig {
-            durability: Durability::Async {
-                flush_interval_ms: 1000,
-            },
-            file_commits_max: u64::MAX,
-            ..DurableConfig::default()
-        };
-        let (mut durable, _) = DurableStore::open(&data_dir, 0, config, big_store())
-            .await
-            .unwrap();
+        let mut durable = open_async_ingest(&root, 1000).await;
         let batch_records = 50_000;
         let mut next = 0;
         while next < records {

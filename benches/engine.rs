@@ -83,14 +83,7 @@ fn apply_batches(store: &mut Store, next: &mut u64, iterations: u64, merge: bool
     let mut elapsed = Duration::ZERO;
     for _ in 0..iterations {
         let start = Instant::now();
-        let mut batch = store
-            .new_batch(BATCH_OPS, BATCH_OPS * (KEY_LEN + VALUE_LEN))
-            .unwrap();
-        for _ in 0..BATCH_OPS {
-            batch.set(&key(*next), &value(*next)).unwrap();
-            *next += 1;
-        }
-        store.apply(batch).unwrap();
+        apply_fresh(store, next, BATCH_OPS);
         if merge {
             while store.merge_needed() {
                 let (wall, cpu) = (Instant::now(), thread_cpu_ns());
@@ -156,11 +149,7 @@ fn full_scan(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("tessera_merged", n), |b| {
         b.iter(|| {
             let snapshot = merged.snapshot();
-            let (mut bytes, mut sum) = (0, 0u64);
-            for entry in snapshot.range(..) {
-                bytes += entry.key.len() + entry.value.len();
-                sum = sum.wrapping_add(touch(entry.key, entry.value));
-            }
+            let (bytes, sum) = scan(snapshot.range(..));
             assert_eq!(bytes, n * (KEY_LEN + VALUE_LEN));
             black_box(sum);
         })
@@ -182,11 +171,7 @@ fn full_scan(c: &mut Criterion) {
     }
     group.bench_function(BenchmarkId::new("tessera_8_segments", n), |b| {
         b.iter(|| {
-            let (mut bytes, mut sum) = (0, 0u64);
-            for entry in stacked.range(..) {
-                bytes += entry.key.len() + entry.value.len();
-                sum = sum.wrapping_add(touch(entry.key, entry.value));
-            }
+            let (bytes, sum) = scan(stacked.range(..));
             assert_eq!(bytes, n * (KEY_LEN + VALUE_LEN));
             black_box(sum);
         })

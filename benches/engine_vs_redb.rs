@@ -87,14 +87,7 @@ fn apply_batch(c: &mut Criterion) {
             let mut elapsed = Duration::ZERO;
             for _ in 0..iterations {
                 let start = Instant::now();
-                let mut batch = store
-                    .new_batch(BATCH_OPS, BATCH_OPS * (KEY_LEN + VALUE_LEN))
-                    .unwrap();
-                for _ in 0..BATCH_OPS {
-                    batch.set(&key(next), &value(next)).unwrap();
-                    next += 1;
-                }
-                store.apply(batch).unwrap();
+                apply_fresh(&mut store, &mut next, BATCH_OPS);
                 while store.merge_needed() {
                     store.merge_step(Duration::from_micros(200));
                 }
@@ -141,11 +134,7 @@ fn full_scan(c: &mut Criterion) {
     let store = loaded_store(n);
     group.bench_function(BenchmarkId::new("tessera", n), |b| {
         b.iter(|| {
-            let (mut bytes, mut sum) = (0, 0u64);
-            for entry in store.range(..) {
-                bytes += entry.key.len() + entry.value.len();
-                sum = sum.wrapping_add(touch(entry.key, entry.value));
-            }
+            let (bytes, sum) = scan(store.range(..));
             assert_eq!(bytes, bytes_expected);
             black_box(sum);
         })

@@ -4,28 +4,22 @@
 
 mod durable_support;
 
-use durable_support::{fresh_dir, is_disk_error, run, sets, store_config};
+use durable_support::{fresh_dir, is_disk_error, open_faulty, run, sets, store_config};
 use tessera_engine::{
-    Durability, DurableConfig, DurableStore, Fault, FaultPlan, FaultyLayer,
-    UNPERSISTED_SEGMENTS_MAX,
+    Durability, DurableConfig, DurableStore, Fault, FaultyLayer, UNPERSISTED_SEGMENTS_MAX,
 };
 
 #[test]
 fn async_mode_retries_pending_batches_and_pushes_back_when_full() {
     let dir = fresh_dir("durable-store-disk-errors-async");
     run(async move {
-        let plan = FaultPlan::new();
-        let layer = FaultyLayer { plan: plan.clone() };
         let config = DurableConfig {
             durability: Durability::Async {
                 flush_interval_ms: 60_000,
             },
             ..DurableConfig::default()
         };
-        let (mut durable, _) =
-            DurableStore::open_with(layer, &dir, 0, config.clone(), store_config())
-                .await
-                .unwrap();
+        let (plan, mut durable) = open_faulty(&dir, config.clone()).await;
         plan.inject_always(Fault::Sync(libc::ENOSPC));
         for i in 0..UNPERSISTED_SEGMENTS_MAX {
             let key = format!("k{i}").into_bytes();

@@ -3,16 +3,8 @@
 
 mod durable_support;
 
-use durable_support::{fresh_dir, run, sets, store_config};
+use durable_support::{dump, fresh_dir, run, sets, store_config};
 use tessera_engine::{DataDir, Durability, DurableConfig, DurableStore};
-
-fn dump(durable: &DurableStore) -> Vec<(Vec<u8>, Vec<u8>)> {
-    durable
-        .store()
-        .range(..)
-        .map(|entry| (entry.key.to_vec(), entry.value.to_vec()))
-        .collect()
-}
 
 #[test]
 fn async_mode_persists_on_flush_and_clear_is_durable() {

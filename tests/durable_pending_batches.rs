@@ -5,22 +5,15 @@
 
 mod durable_support;
 
-use durable_support::{fresh_dir, is_disk_error, run, sets, store_config};
-use tessera_engine::{
-    DurableConfig, DurableStore, Fault, FaultPlan, FaultyLayer, UNPERSISTED_SEGMENTS_MAX,
-};
+use durable_support::{fresh_dir, is_disk_error, open_faulty, run, sets, store_config};
+use tessera_engine::{DurableConfig, DurableStore, Fault, FaultyLayer, UNPERSISTED_SEGMENTS_MAX};
 
 #[test]
 fn pending_batches_commit_or_fail_together_and_clears_persist() {
     let dir = fresh_dir("durable-pending-batches");
     run(async move {
-        let plan = FaultPlan::new();
-        let layer = FaultyLayer { plan: plan.clone() };
         let config = DurableConfig::default();
-        let (mut durable, _) =
-            DurableStore::open_with(layer, &dir, 0, config.clone(), store_config())
-                .await
-                .unwrap();
+        let (plan, mut durable) = open_faulty(&dir, config.clone()).await;
         let batch = sets(&mut durable, &[(b"k", b"acknowledged")]);
         durable.commit(batch).await.unwrap();
 

@@ -3,17 +3,9 @@
 
 mod durable_support;
 
-use durable_support::{fresh_dir, run, sets, store_config};
+use durable_support::{dump, fresh_dir, run, sets, store_config};
 use std::time::Duration;
 use tessera_engine::{DataDir, DurableConfig, DurableStore};
-
-fn dump(durable: &DurableStore) -> Vec<(Vec<u8>, Vec<u8>)> {
-    durable
-        .store()
-        .range(..)
-        .map(|entry| (entry.key.to_vec(), entry.value.to_vec()))
-        .collect()
-}
 
 #[test]
 fn reopened_store_serves_the_same_records() {

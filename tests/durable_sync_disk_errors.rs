@@ -4,20 +4,15 @@
 
 mod durable_support;
 
-use durable_support::{fresh_dir, is_disk_error, run, sets, store_config};
-use tessera_engine::{DurableConfig, DurableStore, Fault, FaultPlan, FaultyLayer};
+use durable_support::{fresh_dir, is_disk_error, open_faulty, run, sets, store_config};
+use tessera_engine::{DurableConfig, DurableStore, Fault, FaultyLayer};
 
 #[test]
 fn sync_mode_failed_batches_are_not_served_and_writes_resume() {
     let dir = fresh_dir("durable-store-disk-errors-sync");
     run(async move {
-        let plan = FaultPlan::new();
-        let layer = FaultyLayer { plan: plan.clone() };
         let config = DurableConfig::default();
-        let (mut durable, _) =
-            DurableStore::open_with(layer, &dir, 0, config.clone(), store_config())
-                .await
-                .unwrap();
+        let (plan, mut durable) = open_faulty(&dir, config.clone()).await;
         let batch = sets(&mut durable, &[(b"k", b"acknowledged")]);
         durable.commit(batch).await.unwrap();
 

@@ -5,7 +5,7 @@
 //! a subdirectory keeps cargo from taking this file for a bench of its own).
 
 use std::time::Duration;
-use tessera_engine::{Store, StoreConfig};
+use tessera_engine::{Entry, Store, StoreConfig};
 
 pub const KEY_LEN: usize = 16;
 pub const VALUE_LEN: usize = 32;
@@ -83,6 +83,17 @@ pub fn bench_config() -> StoreConfig {
     }
 }
 
+/// Builds and applies one batch setting keys `*next..*next + ops`, and
+/// advances `*next` past them.
+pub fn apply_fresh(store: &mut Store, next: &mut u64, ops: usize) {
+    let mut batch = store.new_batch(ops, ops * (KEY_LEN + VALUE_LEN)).unwrap();
+    for _ in 0..ops {
+        batch.set(&key(*next), &value(*next)).unwrap();
+        *next += 1;
+    }
+    store.apply(batch).unwrap();
+}
+
 /// A store holding keys `0..n`, loaded in batches with the merger driven
 /// between them, then fully merged (the state a long-running store settles in).
 pub fn loaded_store(n: usize) -> Store {
@@ -90,12 +101,7 @@ pub fn loaded_store(n: usize) -> Store {
     let mut next = 0u64;
     while (next as usize) < n {
         let ops = LOAD_BATCH_OPS.min(n - next as usize);
-        let mut batch = store.new_batch(ops, ops * (KEY_LEN + VALUE_LEN)).unwrap();
-        for _ in 0..ops {
-            batch.set(&key(next), &value(next)).unwrap();
-            next += 1;
-        }
-        store.apply(batch).unwrap();
+        apply_fresh(&mut store, &mut next, ops);
         while store.merge_needed() {
             store.merge_step(Duration::from_secs(1));
         }
@@ -113,4 +119,15 @@ pub fn touch(key: &[u8], value: &[u8]) -> u64 {
     key.iter()
         .chain(value)
         .fold(0u64, |sum, &byte| sum.wrapping_add(byte as u64))
+}
+
+/// Reads every record `entries` yields: the key and value bytes delivered,
+/// and a checksum of them for `black_box`.
+pub fn scan<'a>(entries: impl Iterator<Item = Entry<'a>>) -> (usize, u64) {
+    let (mut bytes, mut sum) = (0, 0u64);
+    for entry in entries {
+        bytes += entry.key.len() + entry.value.len();
+        sum = sum.wrapping_add(touch(entry.key, entry.value));
+    }
+    (bytes, sum)
 }

@@ -15,7 +15,7 @@ use crate::record::compare_keys;
 use crate::segment::Segment;
 use crate::{Entry, STACK_HEIGHT_LIMIT};
 use std::cmp::Ordering;
-use std::ops::Bound;
+use std::ops::{Bound, RangeBounds};
 use std::rc::Rc;
 
 #[derive(Clone, Copy, Default)]
@@ -168,12 +168,12 @@ pub struct RangeRev<'a> {
 }
 
 impl<'a> Range<'a> {
-    pub(crate) fn new(
+    pub(crate) fn new<'k, R: RangeBounds<&'k [u8]>>(
         segments: &'a [Rc<Segment>],
-        start: Bound<&[u8]>,
-        end: Bound<&[u8]>,
+        range: &R,
         now_ms: u64,
     ) -> Range<'a> {
+        let (start, end) = (range.start_bound().cloned(), range.end_bound().cloned());
         Range {
             merge: Merge::new(segments, start, end, now_ms, false),
         }
@@ -181,12 +181,12 @@ impl<'a> Range<'a> {
 }
 
 impl<'a> RangeRev<'a> {
-    pub(crate) fn new(
+    pub(crate) fn new<'k, R: RangeBounds<&'k [u8]>>(
         segments: &'a [Rc<Segment>],
-        start: Bound<&[u8]>,
-        end: Bound<&[u8]>,
+        range: &R,
         now_ms: u64,
     ) -> RangeRev<'a> {
+        let (start, end) = (range.start_bound().cloned(), range.end_bound().cloned());
         RangeRev {
             merge: Merge::new(segments, start, end, now_ms, true),
         }

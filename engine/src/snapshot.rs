@@ -12,7 +12,7 @@ use crate::index::hash_key;
 use crate::range::{Range, RangeRev};
 use crate::record::is_expired;
 use crate::segment::{Found, Segment};
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
 use std::rc::Rc;
 
 pub(crate) type Stack = Rc<Vec<Rc<Segment>>>;
@@ -56,12 +56,6 @@ pub(crate) fn lookup<'a>(
     None
 }
 
-pub(crate) fn bounds<'k, R: RangeBounds<&'k [u8]>>(
-    range: &R,
-) -> (Bound<&'k [u8]>, Bound<&'k [u8]>) {
-    (range.start_bound().cloned(), range.end_bound().cloned())
-}
-
 /// A frozen, O(1)-cloneable view of a store. Not `Send`: it shares the
 /// store's segments through `Rc`.
 #[derive(Clone)]
@@ -98,14 +92,12 @@ impl Snapshot {
     /// `snap.range(..)`, `snap.range(a..b)`, `snap.range(a..=b)`,
     /// `snap.range(a..)`, `snap.range((Bound::Excluded(a), Bound::Unbounded))`.
     pub fn range<'k, R: RangeBounds<&'k [u8]>>(&self, range: R) -> Range<'_> {
-        let (start, end) = bounds(&range);
-        Range::new(&self.stack, start, end, self.now_ms)
+        Range::new(&self.stack, &range, self.now_ms)
     }
 
     /// Live records with keys in `range`, descending.
     pub fn range_rev<'k, R: RangeBounds<&'k [u8]>>(&self, range: R) -> RangeRev<'_> {
-        let (start, end) = bounds(&range);
-        RangeRev::new(&self.stack, start, end, self.now_ms)
+        RangeRev::new(&self.stack, &range, self.now_ms)
     }
 
     /// The clock (Unix ms) this snapshot judges expiry by.

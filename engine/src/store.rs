@@ -8,7 +8,7 @@ use crate::pool::{Pool, Purpose};
 use crate::range::{Range, RangeRev};
 use crate::record::{compare_keys, Meta, Op, META_WORDS};
 use crate::segment::{ExternalBytes, Found, Segment};
-use crate::snapshot::{bounds, lookup, Snapshot, Stack};
+use crate::snapshot::{lookup, Snapshot, Stack};
 use crate::{Entry, Error, StoreConfig, STACK_HEIGHT_LIMIT};
 use std::cell::Cell;
 use std::ops::RangeBounds;
@@ -294,14 +294,12 @@ impl Store {
 
     /// Live records with keys in `range`, ascending (see [`Snapshot::range`]).
     pub fn range<'k, R: RangeBounds<&'k [u8]>>(&self, range: R) -> Range<'_> {
-        let (start, end) = bounds(&range);
-        Range::new(&self.stack, start, end, self.now_ms)
+        Range::new(&self.stack, &range, self.now_ms)
     }
 
     /// Live records with keys in `range`, descending.
     pub fn range_rev<'k, R: RangeBounds<&'k [u8]>>(&self, range: R) -> RangeRev<'_> {
-        let (start, end) = bounds(&range);
-        RangeRev::new(&self.stack, start, end, self.now_ms)
+        RangeRev::new(&self.stack, &range, self.now_ms)
     }
 
     /// Keys whose newest version is a set. Expired keys count until a merge

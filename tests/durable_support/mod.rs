@@ -3,10 +3,13 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use glommio::LocalExecutorBuilder;
-use tessera_engine::{Batch, PersistError, StoreConfig};
+use tessera_engine::{
+    Batch, DurableConfig, DurableStore, FaultPlan, FaultyLayer, FileLayer, PersistError,
+    StoreConfig,
+};
 
 /// Runs `future` on a fresh single-core executor.
 pub fn run<T: 'static>(future: impl Future<Output = T> + 'static) -> T {
@@ -34,10 +37,7 @@ pub fn store_config() -> StoreConfig {
 }
 
 /// A batch of sets built on `store`.
-pub fn sets<L: tessera_engine::FileLayer>(
-    durable: &mut tessera_engine::DurableStore<L>,
-    pairs: &[(&[u8], &[u8])],
-) -> Batch {
+pub fn sets<L: FileLayer>(durable: &mut DurableStore<L>, pairs: &[(&[u8], &[u8])]) -> Batch {
     let bytes = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
     let mut batch = durable.store_mut().new_batch(pairs.len(), bytes).unwrap();
     for (key, value) in pairs {
@@ -51,4 +51,27 @@ pub fn is_disk_error(error: &PersistError) -> bool {
         error,
         PersistError::DiskFull { .. } | PersistError::Io { .. }
     )
+}
+
+/// Opens core 0's store in `dir` through a [`FaultyLayer`]; the returned
+/// plan injects its faults.
+pub async fn open_faulty(
+    dir: &Path,
+    config: DurableConfig,
+) -> (FaultPlan, DurableStore<FaultyLayer>) {
+    let plan = FaultPlan::new();
+    let layer = FaultyLayer { plan: plan.clone() };
+    let (durable, _) = DurableStore::open_with(layer, dir, 0, config, store_config())
+        .await
+        .unwrap();
+    (plan, durable)
+}
+
+/// Every live record, in key order.
+pub fn dump<L: FileLayer>(durable: &DurableStore<L>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    durable
+        .store()
+        .range(..)
+        .map(|entry| (entry.key.to_vec(), entry.value.to_vec()))
+        .collect()
 }

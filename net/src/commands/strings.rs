@@ -91,6 +91,35 @@ fn expiry_option(option: &[u8]) -> Option<(i64, bool)> {
     }
 }
 
+/// Reads the expiry option at `argv[i]` for SET and GETEX, which share one
+/// grammar. `None`: `argv[i]` is no expiry word. `Some(None)`: it is one, but
+/// it may not stand here (`excluded` by an earlier option, or no amount
+/// follows); the caller replies with a syntax error.
+fn expiry_at(ctx: &Ctx<'_>, i: usize, excluded: bool) -> Option<Option<ExpiryArg>> {
+    let (unit_ms, absolute) = expiry_option(ctx.argv.get(i))?;
+    if excluded || i + 1 >= ctx.argv.len() {
+        return Some(None);
+    }
+    Some(Some(ExpiryArg {
+        unit_ms,
+        absolute,
+        index: i + 1,
+    }))
+}
+
+/// Resolves an optional expiry to an optional deadline; `Err` means the error
+/// reply is already written.
+fn resolve_optional_expiry(
+    ctx: &mut Ctx<'_>,
+    expiry: Option<ExpiryArg>,
+    command: &str,
+) -> Result<Option<i64>, ()> {
+    match expiry {
+        None => Ok(None),
+        Some(expiry) => resolve_expiry(ctx, expiry, command).map(Some).ok_or(()),
+    }
+}
+
 /// Resolves an expiry argument to an absolute deadline; writes the error.
 /// Non-positive amounts are invalid for SET/GETEX (Redis's rule).
 fn resolve_expiry(ctx: &mut Ctx<'_>, expiry: ExpiryArg, command: &str) -> Option<i64> {
@@ -126,16 +155,12 @@ pub fn set(ctx: &mut Ctx<'_>) {
             get = true;
         } else if args::is(option, "KEEPTTL") && expiry.is_none() {
             keepttl = true;
-        } else if let Some((unit_ms, absolute)) = expiry_option(option) {
-            if keepttl || expiry.is_some() || i + 1 >= ctx.argv.len() {
+        } else if let Some(parsed) = expiry_at(ctx, i, keepttl || expiry.is_some()) {
+            let Some(parsed) = parsed else {
                 ctx.err_syntax();
                 return;
-            }
-            expiry = Some(ExpiryArg {
-                unit_ms,
-                absolute,
-                index: i + 1,
-            });
+            };
+            expiry = Some(parsed);
             i += 1;
         } else {
             ctx.err_syntax();
@@ -143,12 +168,8 @@ pub fn set(ctx: &mut Ctx<'_>) {
         }
         i += 1;
     }
-    let deadline_ms = match expiry {
-        None => None,
-        Some(expiry) => match resolve_expiry(ctx, expiry, "set") {
-            Some(deadline) => Some(deadline),
-            None => return,
-        },
+    let Ok(deadline_ms) = resolve_optional_expiry(ctx, expiry, "set") else {
+        return;
     };
     let (key, value) = (ctx.argv.get(1), ctx.argv.get(2));
     if condition == Condition::Always && !get && !keepttl {
@@ -227,16 +248,12 @@ pub fn getex(ctx: &mut Ctx<'_>) {
         let option = ctx.argv.get(i);
         if args::is(option, "PERSIST") && expiry.is_none() && !persist {
             persist = true;
-        } else if let Some((unit_ms, absolute)) = expiry_option(option) {
-            if persist || expiry.is_some() || i + 1 >= ctx.argv.len() {
+        } else if let Some(parsed) = expiry_at(ctx, i, persist || expiry.is_some()) {
+            let Some(parsed) = parsed else {
                 ctx.err_syntax();
                 return;
-            }
-            expiry = Some(ExpiryArg {
-                unit_ms,
-                absolute,
-                index: i + 1,
-            });
+            };
+            expiry = Some(parsed);
             i += 1;
         } else {
             ctx.err_syntax();
@@ -244,12 +261,8 @@ pub fn getex(ctx: &mut Ctx<'_>) {
         }
         i += 1;
     }
-    let deadline_ms = match expiry {
-        None => None,
-        Some(expiry) => match resolve_expiry(ctx, expiry, "getex") {
-            Some(deadline) => Some(deadline),
-            None => return,
-        },
+    let Ok(deadline_ms) = resolve_optional_expiry(ctx, expiry, "getex") else {
+        return;
     };
     let key = ctx.argv.get(1);
     if deadline_ms.is_none() && !persist {

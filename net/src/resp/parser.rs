@@ -338,6 +338,16 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
+/// The index just past the closing quote at `line[quote]`: Redis refuses a
+/// closing quote that runs straight into the next argument.
+fn after_closing_quote(line: &[u8], quote: usize) -> Result<usize, ProtocolError> {
+    debug_assert!(matches!(line[quote], b'"' | b'\''));
+    match line.get(quote + 1) {
+        Some(&next) if !is_space(next) => Err(ProtocolError::UnbalancedQuotes),
+        _ => Ok(quote + 1),
+    }
+}
+
 /// Redis's `sdssplitargs`: spaces separate arguments; `"..."` supports
 /// `\xHH`, `\n`, `\r`, `\t`, `\b`, `\a` and `\<any>`; `'...'` supports `\'`;
 /// a closing quote must be followed by a space or the end of the line.
@@ -381,10 +391,7 @@ fn split_inline_args(line: &[u8], args: &mut Args) -> Result<(), ProtocolError> 
                     args.scratch.push(escaped);
                     i += 2;
                 } else if c == b'"' {
-                    if i + 1 < line.len() && !is_space(line[i + 1]) {
-                        return Err(ProtocolError::UnbalancedQuotes);
-                    }
-                    i += 1;
+                    i = after_closing_quote(line, i)?;
                     break;
                 } else {
                     args.scratch.push(c);
@@ -398,10 +405,7 @@ fn split_inline_args(line: &[u8], args: &mut Args) -> Result<(), ProtocolError> 
                     args.scratch.push(b'\'');
                     i += 2;
                 } else if c == b'\'' {
-                    if i + 1 < line.len() && !is_space(line[i + 1]) {
-                        return Err(ProtocolError::UnbalancedQuotes);
-                    }
-                    i += 1;
+                    i = after_closing_quote(line, i)?;
                     break;
                 } else {
                     args.scratch.push(c);
