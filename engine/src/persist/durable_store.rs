@@ -284,20 +284,32 @@ impl<L: FileLayer> DurableStore<L> {
     /// it back on a disk error). Refused when [`DurableStore::pending_room`]
     /// is false.
     pub fn apply_pending(&mut self, batch: Batch) -> Result<(), PersistError> {
+        self.apply_pending_staged(batch, Instant::now())
+    }
+
+    /// [`DurableStore::apply_pending`] for a batch whose first write was
+    /// acknowledged at `staged_at` (a batch kept open over several rounds in
+    /// async mode): the flush interval runs from then, not from the apply.
+    pub fn apply_pending_staged(
+        &mut self,
+        batch: Batch,
+        staged_at: Instant,
+    ) -> Result<(), PersistError> {
         if !self.pending_room() {
             return Err(PersistError::PendingFull {
                 max: UNPERSISTED_SEGMENTS_MAX,
             });
         }
-        self.apply_counted(batch)
+        self.apply_counted(batch, staged_at)
     }
 
-    fn apply_counted(&mut self, batch: Batch) -> Result<(), PersistError> {
+    fn apply_counted(&mut self, batch: Batch, staged_at: Instant) -> Result<(), PersistError> {
         let height_before = self.store.height();
         self.store.apply(batch).map_err(PersistError::Engine)?;
         if self.store.height() != height_before {
             self.unpersisted += 1;
-            self.unpersisted_since.get_or_insert_with(Instant::now);
+            let since = self.unpersisted_since.get_or_insert(staged_at);
+            *since = (*since).min(staged_at);
         }
         Ok(())
     }
@@ -324,7 +336,7 @@ impl<L: FileLayer> DurableStore<L> {
                         self.flush().await?;
                     }
                     self.flush_before_stall().await?;
-                    self.apply_counted(batch)?;
+                    self.apply_counted(batch, Instant::now())?;
                 }
                 if self.flush_due(Instant::now()) {
                     // The write is acknowledged whatever the disk says; a
@@ -341,13 +353,13 @@ impl<L: FileLayer> DurableStore<L> {
             // A clear (FLUSHDB) is pending: the file must lose the old
             // contents before anything newer is acknowledged.
             if let Some(batch) = batch {
-                self.apply_counted(batch)?;
+                self.apply_counted(batch, Instant::now())?;
             }
             return self.rewrite_current().await;
         }
         if let Some(batch) = batch {
             self.flush_before_stall().await?;
-            self.apply_counted(batch)?;
+            self.apply_counted(batch, Instant::now())?;
         }
         self.persist_pending().await
     }

@@ -110,7 +110,8 @@ fn write_section(core: &mut Core, section: &str, out: &mut Vec<u8>) {
                 "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
                  keyspace_hits:{}\r\nkeyspace_misses:{}\r\nrejected_calls:{}\r\n\
                  protocol_errors:{}\r\nbatches_applied:{}\r\nwrites_applied:{}\r\n\
-                 writes_refused_oom:{}\r\nbatch_apply_failures:{}\r\n",
+                 writes_refused_oom:{}\r\nbatch_apply_failures:{}\r\n\
+                 engine_segments:{}\r\nengine_merges_completed:{}\r\n",
                 stats.connections_received,
                 stats.commands_processed,
                 stats.keyspace_hits,
@@ -121,6 +122,8 @@ fn write_section(core: &mut Core, section: &str, out: &mut Vec<u8>) {
                 counters.writes_applied,
                 counters.writes_refused_oom,
                 counters.apply_failures,
+                core.keyspace.stack_height(),
+                counters.merges_completed,
             )
         }
         "replication" => write!(
