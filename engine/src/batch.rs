@@ -3,7 +3,10 @@
 //! A batch is created with room for `ops` ops and `bytes` key/value bytes
 //! (`Store::new_batch`), taking three buffers from the store's pool: `data`
 //! for record bytes, `meta` for the two words per op, and a power-of-two hash
-//! table (at least two slots per op) from key to the op's position. Ops are
+//! table (at least two slots per op) from key to the op's position, each
+//! slot carrying a fingerprint of the key's hash above the position so that
+//! probing past other keys rarely touches their meta and bytes (a batch open
+//! over many rounds holds thousands of ops, and most GETs miss it). Ops are
 //! appended in arrival order; the table always points at the latest op for a
 //! key, which makes [`Batch::get`] O(1) (read-your-writes for group commit)
 //! and lets a replaced op be marked superseded right away, so `apply` only
@@ -17,7 +20,7 @@
 
 use crate::index::hash_key;
 use crate::pool::Pool;
-use crate::record::{append, Meta, Op, META_WORDS};
+use crate::record::{append, compare_keys, Meta, Op, META_WORDS};
 use crate::{Error, KEY_LEN_MAX, VALUE_LEN_MAX};
 use std::rc::Rc;
 
@@ -37,6 +40,9 @@ pub struct Batch {
     pub(crate) data: Vec<u8>,
     pub(crate) meta: Vec<u64>,
     pub(crate) table: Vec<u32>,
+    /// Low bits of a table slot holding `position + 1`; the rest hold the
+    /// fingerprint.
+    pos_bits: u32,
     /// Ops in `meta` that a later op on the same key replaced.
     pub(crate) superseded: usize,
     ops_max: usize,
@@ -56,10 +62,17 @@ impl Batch {
         assert!(data.capacity() >= bytes_max);
         assert!(meta.capacity() >= ops_max * META_WORDS);
         assert!(table.len() >= ops_max * 2 && table.len().is_power_of_two());
+        // Room for `ops_max` itself (positions are stored plus one).
+        let pos_bits = usize::BITS - ops_max.leading_zeros();
+        assert!(
+            pos_bits < u32::BITS,
+            "ops_max {ops_max} leaves no fingerprint"
+        );
         Batch {
             data,
             meta,
             table,
+            pos_bits,
             superseded: 0,
             ops_max,
             bytes_max,
@@ -168,26 +181,40 @@ impl Batch {
         let position = self.len_with_superseded();
         self.meta.extend_from_slice(&meta);
         let mask = self.table.len() - 1;
-        let mut at = hash_key(key) as usize & mask;
+        let hash = hash_key(key);
+        let fingerprint = self.fingerprint(hash);
+        let entry = fingerprint << self.pos_bits | (position as u32 + 1);
+        let mut at = hash as usize & mask;
         loop {
             let slot = self.table[at];
             if slot == 0 {
-                self.table[at] = position as u32 + 1;
+                self.table[at] = entry;
                 return;
             }
-            let earlier = slot as usize - 1;
-            if self.key(earlier) == key {
+            let earlier = self.slot_position(slot);
+            if slot >> self.pos_bits == fingerprint && self.key(earlier) == key {
                 // Mark the replaced op so apply drops it without comparing keys.
                 let mut replaced = self.op_meta(earlier);
                 replaced.op = Op::Superseded;
                 let words = replaced.pack();
                 self.meta[earlier * META_WORDS] = words[0];
                 self.superseded += 1;
-                self.table[at] = position as u32 + 1;
+                self.table[at] = entry;
                 return;
             }
             at = (at + 1) & mask;
         }
+    }
+
+    #[inline]
+    fn fingerprint(&self, hash: u64) -> u32 {
+        // High hash bits: the low ones chose the slot.
+        ((hash >> 32) as u32) >> self.pos_bits
+    }
+
+    #[inline]
+    fn slot_position(&self, slot: u32) -> usize {
+        (slot & ((1 << self.pos_bits) - 1)) as usize - 1
     }
 
     fn op_meta(&self, position: usize) -> Meta {
@@ -202,13 +229,19 @@ impl Batch {
     /// The latest op for `key` in this batch.
     pub fn get(&self, key: &[u8]) -> Option<BatchOp<'_>> {
         let mask = self.table.len() - 1;
-        let mut at = hash_key(key) as usize & mask;
+        let hash = hash_key(key);
+        let fingerprint = self.fingerprint(hash);
+        let mut at = hash as usize & mask;
         loop {
             let slot = self.table[at];
             if slot == 0 {
                 return None;
             }
-            let meta = self.op_meta(slot as usize - 1);
+            if slot >> self.pos_bits != fingerprint {
+                at = (at + 1) & mask;
+                continue;
+            }
+            let meta = self.op_meta(self.slot_position(slot));
             if meta.key(&self.data) == key {
                 return Some(match meta.op {
                     Op::Set => BatchOp::Set {
@@ -221,6 +254,28 @@ impl Batch {
             }
             at = (at + 1) & mask;
         }
+    }
+
+    /// Ops `from..` that no later op replaced, laid out as a segment holds
+    /// them: `meta` sorted by key with offsets into `data`, the record bytes
+    /// copied into `data` in key order. Both are cleared first and only grow
+    /// to this batch's size, so a caller reusing them allocates once.
+    ///
+    /// For a durable store that persists a batch it has not applied yet
+    /// (async mode keeps one batch open over many rounds and logs what
+    /// arrived since the last flush); an op replaced after it was logged
+    /// is shadowed by the replacing op's later log entry.
+    pub fn sorted_ops_since(&self, from: usize, meta: &mut Vec<u64>, data: &mut Vec<u8>) {
+        assert!(from <= self.len(), "{from} ops of {} logged", self.len());
+        meta.clear();
+        data.clear();
+        for at in (from * META_WORDS..self.meta.len()).step_by(META_WORDS) {
+            let words = [self.meta[at], self.meta[at + 1]];
+            if Meta::unpack(words).op != Op::Superseded {
+                meta.extend_from_slice(&words);
+            }
+        }
+        sort_and_pack(bytemuck::cast_slice_mut(meta), &self.data, data);
     }
 
     fn len_with_superseded(&self) -> usize {
@@ -244,6 +299,23 @@ impl Batch {
     /// Key, value and expiry bytes that still fit.
     pub fn bytes_left(&self) -> usize {
         self.bytes_max - self.data.len()
+    }
+}
+
+/// Sorts `pairs` (packed metas of distinct keys) by key and copies their
+/// records from `data` into `out` in that order, pointing each meta at its
+/// copy: segments read sequentially in both `meta` and `data`.
+pub(crate) fn sort_and_pack(pairs: &mut [[u64; 2]], data: &[u8], out: &mut Vec<u8>) {
+    // Keys are unique (replaced ops are gone): an unstable sort is exact,
+    // and it needs no scratch buffer.
+    pairs.sort_unstable_by(|a, b| {
+        compare_keys(Meta::unpack(*a).key(data), Meta::unpack(*b).key(data))
+    });
+    for pair in pairs.iter_mut() {
+        let meta = Meta::unpack(*pair);
+        let offset = out.len();
+        out.extend_from_slice(&data[meta.offset..meta.offset + meta.len()]);
+        *pair = Meta { offset, ..meta }.pack();
     }
 }
 

@@ -39,7 +39,18 @@ pub fn store_config() -> StoreConfig {
 /// A batch of sets built on `store`.
 pub fn sets<L: FileLayer>(durable: &mut DurableStore<L>, pairs: &[(&[u8], &[u8])]) -> Batch {
     let bytes = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
-    let mut batch = durable.store_mut().new_batch(pairs.len(), bytes).unwrap();
+    sets_with_room(durable, pairs, pairs.len(), bytes)
+}
+
+/// [`sets`] in a batch created for `ops` ops and `bytes` bytes (room to
+/// grow, as async mode's open batch does).
+pub fn sets_with_room<L: FileLayer>(
+    durable: &mut DurableStore<L>,
+    pairs: &[(&[u8], &[u8])],
+    ops: usize,
+    bytes: usize,
+) -> Batch {
+    let mut batch = durable.store_mut().new_batch(ops, bytes).unwrap();
     for (key, value) in pairs {
         batch.set(key, value).unwrap();
     }

@@ -23,6 +23,16 @@
 //!   pending and are retried; once the pending limit is reached new batches
 //!   are refused, which is the back-pressure a full disk exerts.
 //!
+//! Async mode may also log a batch it has not applied yet
+//! ([`DurableStore::log_staged`]): the command layer keeps one batch open
+//! over many rounds (so the stack gets a few large segments a second, not
+//! one per round) and logs what arrived since the last flush as a commit of
+//! its own. Those commits are in the file but not in the stack until the
+//! batch is applied ([`DurableStore::apply_logged`]), so nothing that
+//! rebuilds the file from the stack (a compaction's install, `compact`) may
+//! run in between: a compaction that has copied everything waits for the
+//! apply ([`DurableStore::compaction_waits_for_apply`]).
+//!
 //! Unpersisted segments are always the top of the stack: a maintenance
 //! step persists them before it lets the merger run (a merge could mix them
 //! with persisted ones), and `commit` persists them before an apply that
@@ -129,6 +139,12 @@ pub struct DurableStore<L: FileLayer = DmaLayer> {
     /// [`DurableStore::clear_in_memory`] ran: the file still holds what was
     /// cleared until it is rewritten.
     rewrite_needed: bool,
+    /// Commits in the log holding ops of a batch not applied yet
+    /// ([`DurableStore::log_staged`]).
+    staged_commits: usize,
+    /// Reused to lay a staged batch's new ops out as a segment.
+    staged_meta: Vec<u64>,
+    staged_data: Vec<u8>,
 }
 
 /// A compaction in progress: the stack as it was when it started, and how
@@ -219,6 +235,9 @@ impl<L: FileLayer> DurableStore<L> {
             unpersisted_since: None,
             compaction: None,
             rewrite_needed: false,
+            staged_commits: 0,
+            staged_meta: Vec::new(),
+            staged_data: Vec::new(),
         };
         Ok((durable, report))
     }
@@ -284,23 +303,80 @@ impl<L: FileLayer> DurableStore<L> {
     /// it back on a disk error). Refused when [`DurableStore::pending_room`]
     /// is false.
     pub fn apply_pending(&mut self, batch: Batch) -> Result<(), PersistError> {
-        self.apply_pending_staged(batch, Instant::now())
+        self.apply_logged(batch, 0, Instant::now())
     }
 
-    /// [`DurableStore::apply_pending`] for a batch whose first write was
-    /// acknowledged at `staged_at` (a batch kept open over several rounds in
-    /// async mode): the flush interval runs from then, not from the apply.
-    pub fn apply_pending_staged(
+    /// Async mode: makes the ops `from_op..` of `batch`, which is not
+    /// applied yet, durable as one commit (after any applied segments not yet
+    /// in the log, which are older). Readers keep finding them in the batch;
+    /// [`DurableStore::apply_logged`] applies it later.
+    pub async fn log_staged(&mut self, batch: &Batch, from_op: usize) -> Result<(), PersistError> {
+        assert!(
+            matches!(self.config.durability, Durability::Async { .. }),
+            "sync mode persists each round's batch as it applies it"
+        );
+        if self.rewrite_needed {
+            // After a clear the file must lose the old contents first.
+            self.rewrite_current().await?;
+        }
+        batch.sorted_ops_since(from_op, &mut self.staged_meta, &mut self.staged_data);
+        if self.staged_meta.is_empty() {
+            return self.persist_pending().await;
+        }
+        let snapshot = self.store.snapshot();
+        let height = snapshot.height();
+        assert!(self.unpersisted <= height);
+        let applied = snapshot
+            .segments()
+            .skip(height - self.unpersisted)
+            .map(|(data, meta)| (meta, data));
+        let staged = std::iter::once((&self.staged_meta[..], &self.staged_data[..]));
+        self.log.append_all(applied.chain(staged)).await?;
+        self.unpersisted = 0;
+        self.unpersisted_since = None;
+        self.staged_commits += 1;
+        Ok(())
+    }
+
+    /// Applies a batch whose first `logged_ops` ops are durable already
+    /// ([`DurableStore::log_staged`]). When that is all of them its segment
+    /// needs no write of its own; otherwise it is persisted like any applied
+    /// batch, within the interval from `staged_at` (its oldest op not in
+    /// the log). Refused like [`DurableStore::apply_pending`].
+    pub fn apply_logged(
         &mut self,
         batch: Batch,
+        logged_ops: usize,
         staged_at: Instant,
     ) -> Result<(), PersistError> {
+        assert!(logged_ops <= batch.len());
         if !self.pending_room() {
             return Err(PersistError::PendingFull {
                 max: UNPERSISTED_SEGMENTS_MAX,
             });
         }
-        self.apply_counted(batch, staged_at)
+        if logged_ops == batch.len() && self.unpersisted == 0 {
+            self.store.apply(batch).map_err(PersistError::Engine)?;
+        } else {
+            self.apply_counted(batch, staged_at)?;
+        }
+        if logged_ops > 0 {
+            // The stack holds every logged op now (persisted, or on its way
+            // with the unpersisted segments every rewrite writes first).
+            // One batch at a time is logged before it is applied: this one.
+            self.staged_commits = 0;
+        }
+        Ok(())
+    }
+
+    /// A compaction has copied everything and cannot install while the log
+    /// holds ops of an unapplied batch: the caller should apply it.
+    pub fn compaction_waits_for_apply(&self) -> bool {
+        self.staged_commits > 0
+            && self
+                .compaction
+                .as_ref()
+                .is_some_and(|job| job.next_segment == job.snapshot.height())
     }
 
     fn apply_counted(&mut self, batch: Batch, staged_at: Instant) -> Result<(), PersistError> {
@@ -502,6 +578,11 @@ impl<L: FileLayer> DurableStore<L> {
     /// Copies the segments committed since the compaction started, then
     /// installs the new file.
     async fn compaction_finish(&mut self) -> Result<(), PersistError> {
+        if self.staged_commits > 0 {
+            // The new file would lose the logged ops of the open batch:
+            // wait until it is applied (`compaction_waits_for_apply`).
+            return Ok(());
+        }
         self.persist_pending().await?;
         let mut job = self.compaction.take().expect("a compaction runs");
         let current = self.store.snapshot();
@@ -547,6 +628,8 @@ impl<L: FileLayer> DurableStore<L> {
     /// never resurrects cleared keys under newer acknowledged writes).
     pub fn clear_in_memory(&mut self) {
         self.store.clear();
+        // The caller dropped its open batch too; the rewrite drops its log.
+        self.staged_commits = 0;
         self.unpersisted = 0;
         self.unpersisted_since = None;
         self.rewrite_needed = true;
@@ -565,8 +648,14 @@ impl<L: FileLayer> DurableStore<L> {
         Ok(())
     }
 
-    /// Rewrites the whole stack into a new file now, in one go.
+    /// Rewrites the whole stack into a new file now, in one go. Refused
+    /// while the log holds ops of a batch not applied yet.
     pub async fn compact(&mut self) -> Result<(), PersistError> {
+        if self.staged_commits > 0 {
+            return Err(PersistError::StagedUnapplied {
+                commits: self.staged_commits,
+            });
+        }
         self.compaction_abandon().await;
         self.persist_pending().await?;
         let snapshot = self.store.snapshot();

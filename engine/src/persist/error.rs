@@ -73,6 +73,9 @@ pub enum PersistError {
     WriteFailed { reason: String },
     /// Too many batches applied ahead of their commit; commit first.
     PendingFull { max: usize },
+    /// The log holds `commits` commits of a batch not applied yet; apply it
+    /// before rebuilding the file from the store.
+    StagedUnapplied { commits: usize },
 }
 
 impl PersistError {
@@ -170,6 +173,10 @@ impl fmt::Display for PersistError {
             PersistError::PendingFull { max } => write!(
                 f,
                 "{max} batches are applied ahead of their commit; commit first"
+            ),
+            PersistError::StagedUnapplied { commits } => write!(
+                f,
+                "the log holds {commits} commits of a batch not applied yet; apply it first"
             ),
         }
     }

@@ -347,7 +347,6 @@ mod tests {
     }
 
     #[test]
-    #[test]
     fn key_positions() {
         let keys: Vec<usize> = KEY_VALUE_PAIRS.indexes(5).collect();
         assert_eq!(keys, vec![1, 3]);
