@@ -18,7 +18,7 @@
 //! the new segment's meta and index, so a steady stream of batches allocates
 //! nothing.
 
-use crate::index::hash_key;
+use crate::index::{hash_key, prefetch_read};
 use crate::pool::Pool;
 use crate::record::{append, compare_keys, Meta, Op, META_WORDS};
 use crate::{Error, KEY_LEN_MAX, VALUE_LEN_MAX};
@@ -224,6 +224,13 @@ impl Batch {
 
     fn key(&self, position: usize) -> &[u8] {
         self.op_meta(position).key(&self.data)
+    }
+
+    /// Starts loading the table slot a [`Batch::get`] of `key` reads first
+    /// (see `Store::prefetch`).
+    #[inline]
+    pub fn prefetch(&self, key: &[u8]) {
+        prefetch_read(&self.table[hash_key(key) as usize & (self.table.len() - 1)]);
     }
 
     /// The latest op for `key` in this batch.

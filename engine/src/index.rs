@@ -128,16 +128,24 @@ impl HashIndex {
     /// lookups overlaps its cache misses instead of paying them one by one.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
-        let slot: *const u32 = &self.slots[self.home(hash)];
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: prefetching is a hint that never faults; the address is a
-        // live element of `slots` anyway.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch(slot as *const i8, std::arch::x86_64::_MM_HINT_T0);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = slot;
+        prefetch_read(&self.slots[self.home(hash)]);
     }
+}
+
+/// Hints the CPU to start loading the cache line holding `value`.
+#[inline]
+pub(crate) fn prefetch_read<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching is a hint that never faults, and the address is a
+    // live reference anyway.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(
+            value as *const T as *const i8,
+            std::arch::x86_64::_MM_HINT_T0,
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }
 
 #[cfg(test)]

@@ -313,6 +313,14 @@ impl Keyspace {
         }
     }
 
+    /// Starts loading what a [`Keyspace::lookup`] of `key` reads first.
+    pub fn prefetch(&self, key: &[u8]) {
+        if let Some(batch) = &self.pending {
+            batch.prefetch(key);
+        }
+        self.store().prefetch(key);
+    }
+
     pub fn exists(&self, key: &[u8]) -> bool {
         self.lookup(key).is_some()
     }
