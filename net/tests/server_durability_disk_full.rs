@@ -6,53 +6,20 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use support::{port_for_key, Client, Server};
+use support::{port_for_key, Client, Server, Tmpfs};
 
 const BASE_PORT: u16 = 16060;
-const TMPFS_SIZE: &str = "size=2m";
 const VALUE_LEN: usize = 64 * 1024;
 /// Freed to let writes succeed again.
 const FILLER_BYTES: usize = 768 * 1024;
 /// Far more than 2 MiB of values: the disk fills well before.
 const WRITES_MAX: usize = 64;
 
-/// A tmpfs mounted for the test, unmounted on drop.
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(path: &Path) -> Tmpfs {
-        std::fs::create_dir_all(path).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", TMPFS_SIZE, "tmpfs"])
-            .arg(path)
-            .status()
-            .expect("run mount");
-        assert!(
-            status.success(),
-            "mounting a tmpfs failed ({status}); this test needs root"
-        );
-        Tmpfs {
-            path: path.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
 #[test]
 fn a_full_disk_fails_writes_not_reads_and_recovers() {
     let mount_point =
         std::env::temp_dir().join(format!("tessera-disk-full-{}", std::process::id()));
-    let tmpfs = Tmpfs::mount(&mount_point);
+    let tmpfs = Tmpfs::mount(&mount_point, "size=2m");
     let data_dir = tmpfs.path.join("data");
     let filler = tmpfs.path.join("filler");
     std::fs::write(&filler, vec![0u8; FILLER_BYTES]).unwrap();

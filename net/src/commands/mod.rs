@@ -83,7 +83,7 @@ impl Ctx<'_> {
             WriteError::Engine => self.reply.error(b"ERR the store refused the write"),
             WriteError::CommitPending => self
                 .reply
-                .error(b"TRYAGAIN too many writes waiting for the disk in this round"),
+                .error(b"TRYAGAIN too many writes are waiting for the disk; retry later"),
         }
     }
 }

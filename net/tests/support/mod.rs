@@ -279,3 +279,35 @@ pub fn port_for_key(base_port: u16, cores: u16, key: &[u8]) -> u16 {
     let slot = tessera_net::cluster::key_slot(key);
     base_port + tessera_net::cluster::core_for_slot(slot, cores)
 }
+
+/// A tmpfs mounted for the test, unmounted on drop.
+pub struct Tmpfs {
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size_option` (e.g. `size=2m`) at `path`: a disk
+    /// that fills up (needs root, as CI runs).
+    pub fn mount(path: &Path, size_option: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", size_option, "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs failed ({status}); this test needs root"
+        );
+        Tmpfs {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
