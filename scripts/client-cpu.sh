@@ -17,7 +17,7 @@ N1=${N1:-200000}     # redis-benchmark -n per test (set and get: 2x requests)
 N16=${N16:-1000000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=${BENCH:-$ROOT/target/release/tessera-bench}
-for tool in redis-server redis-benchmark redis-cli; do
+for tool in redis-server redis-benchmark redis-cli python3; do
     command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
 [ -x "$BENCH" ] || { echo "build first: cargo build --release -p tessera-net ($BENCH)" >&2; exit 1; }
@@ -58,7 +58,9 @@ run_tb() {
         --threads 1 --connections 50 --pipeline "$P" --ratio 1:1 --data-size 32 --keyspace 100000 \
         --requests $((2 * N)) --quiet --json >"$tbout"
     tb_cpu=$(awk '{printf "%.3f", $1 + $2}' "$tbout.t")
-    tb_rps=$(sed -E 's/.*"ops_per_sec":([0-9.]+).*/\1/' "$tbout" | awk '{printf "%.0f", $1}')
+    # The top-level figure: the per-command objects repeat the name (a greedy
+    # `sed` picked the last one, GET's, which is half the total).
+    tb_rps=$(python3 -c 'import json, sys; print("%.0f" % json.load(open(sys.argv[1]))["ops_per_sec"])' "$tbout")
     rm -f "$tbout" "$tbout.t"
     tb_server=$(( $(server_ticks) - ticks_before ))
 }

@@ -36,7 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in redis-server taskset; do
+for tool in redis-server taskset python3; do
     command -v "$tool" >/dev/null || { echo "compare: missing $tool" >&2; exit 1; }
 done
 [ -x "$BENCH" ] || { echo "compare: $BENCH not built (cargo build --release -p tessera-net)" >&2; exit 1; }
@@ -83,7 +83,9 @@ start_server() { # name -> sets SERVER_PID, MODE
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-json_field() { sed -E "s/.*\"$1\":([0-9.]+).*/\1/" <<<"$2"; }
+# Top-level fields of the report (the per-command objects repeat the names).
+json_field() { python3 -c 'import json, sys; print(json.loads(sys.argv[2])[sys.argv[1]])' "$1" "$2"; }
+latency() { python3 -c 'import json, sys; print(json.loads(sys.argv[2])["latency_us"][sys.argv[1]])' "$1" "$2"; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 declare -A OPS P50 P99 CPU
@@ -108,8 +110,8 @@ for run in $(seq "$RUNS"); do
         requests=$(json_field requests "$json")
         cpu_us=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN {printf "%.3f", t * 1e6 / hz / n}')
         ops=$(json_field ops_per_sec "$json")
-        p50=$(sed -E 's/.*"latency_us":\{"p50":([0-9.]+).*/\1/' <<<"$json")
-        p99=$(sed -E 's/.*"latency_us":\{[^}]*"p99":([0-9.]+).*/\1/' <<<"$json")
+        p50=$(latency p50 "$json")
+        p99=$(latency p99 "$json")
         errors=$(json_field errors "$json")
         printf "run %s %-8s %12.0f ops/s  p50 %8.1f us  p99 %8.1f us  server cpu %7.3f us/req  errors %s\n" \
             "$run" "$name" "$ops" "$p50" "$p99" "$cpu_us" "$errors"
