@@ -1,7 +1,7 @@
 //! The store: a stack of segments, batches applied on top, a merger below.
 
 use crate::batch::Batch;
-use crate::cpu_clock::CpuInstant;
+use crate::cpu_clock::{ClockPair, CpuDeadline};
 use crate::index::{hash_key, HashIndex};
 use crate::merge::{choose_run, JobVecs, MergeJob};
 use crate::pool::{Pool, Purpose};
@@ -399,11 +399,11 @@ impl Store {
     /// (capped at the configured `merge_step_budget`), starting a merge if
     /// one is needed. CPU time, not wall time: see `cpu_clock`.
     pub fn merge_step(&mut self, budget: Duration) -> MergeStatus {
-        let start = CpuInstant::now();
+        let start = ClockPair::now();
         let budget = budget.min(self.config.merge_step_budget);
         // Releasing pages is kernel work of uneven cost: only in the first
         // half of the budget, like page faults in a merge.
-        if !self.release_retired(start + budget / 2) {
+        if !self.release_retired(start.deadline(budget / 2)) {
             return MergeStatus::InProgress;
         }
         if self.top_job.is_none() {
@@ -458,9 +458,9 @@ impl Store {
     }
 
     /// Releases retired segments' memory a chunk at a time; true when done.
-    fn release_retired(&mut self, deadline: CpuInstant) -> bool {
+    fn release_retired(&mut self, mut deadline: CpuDeadline) -> bool {
         while let Some(last) = self.retired.last_mut() {
-            if CpuInstant::now() >= deadline {
+            if deadline.passed() {
                 return false;
             }
             // Shared with a snapshot: its last holder frees it.
@@ -523,16 +523,16 @@ impl Store {
     fn merge_to_completion(&mut self) {
         let unbounded = Duration::from_secs(3600 * 24 * 365);
         if let Some(top) = self.top_job.as_mut() {
-            while !top.step(CpuInstant::now(), unbounded) {}
+            while !top.step(ClockPair::now(), unbounded) {}
             self.swap_top();
         }
         if self.job.is_none() {
             self.start_merge(None, false);
         }
         let job = self.job.as_mut().expect("a merge is running");
-        while !job.step(CpuInstant::now(), unbounded) {}
+        while !job.step(ClockPair::now(), unbounded) {}
         self.swap();
-        self.release_retired(CpuInstant::now() + unbounded);
+        self.release_retired(ClockPair::now().deadline(unbounded));
     }
 
     fn swap_top(&mut self) {
@@ -1057,9 +1057,10 @@ mod tests {
             }
             store.apply(batch).unwrap();
         };
-        // Four large segments: the merge they need takes many small steps.
+        // Four large segments: the merge they need takes many small steps
+        // (sized for a merger at ~5 ns per record of a one-input run).
         for round in 0..4 {
-            write(&mut store, &mut model, 0..20_000, round);
+            write(&mut store, &mut model, 0..60_000, round);
         }
         let mut tallest = 0;
         let mut top_merges = 0;
