@@ -411,11 +411,7 @@ impl MergeJob {
                     let records = self.out.meta.len() / META_WORDS;
                     while *next < records {
                         let end = (*next + RECORDS_PER_CLOCK_CHECK * 2).min(records);
-                        for position in *next..end {
-                            let at = position * META_WORDS;
-                            let meta = Meta::unpack([self.out.meta[at], self.out.meta[at + 1]]);
-                            index.insert(hash_key(meta.key(&self.out.data)), position);
-                        }
+                        index_records(index, &self.out, *next..end);
                         *next = end;
                         if *next < records && deadline.passed() {
                             return false;
@@ -524,6 +520,30 @@ impl Drop for MergeJob {
         if let Phase::Indexing { index, .. } | Phase::Done { index } = phase {
             self.pool.give(index.into_slots());
         }
+    }
+}
+
+/// Records whose index slots are loaded together: inserts land in random
+/// slots of a table far larger than the cache, and prefetching a group's
+/// slots before inserting any overlaps their misses.
+const INDEX_PREFETCH_RECORDS: usize = 16;
+
+/// Inserts the output records at `positions` into `index`.
+fn index_records(index: &mut HashIndex, out: &Output, positions: Range<usize>) {
+    let mut hashes = [0u64; INDEX_PREFETCH_RECORDS];
+    let mut start = positions.start;
+    while start < positions.end {
+        let group = start..(start + INDEX_PREFETCH_RECORDS).min(positions.end);
+        for (hash, position) in hashes.iter_mut().zip(group.clone()) {
+            let at = position * META_WORDS;
+            let meta = Meta::unpack([out.meta[at], out.meta[at + 1]]);
+            *hash = hash_key(meta.key(&out.data));
+            index.prefetch(*hash);
+        }
+        for (&hash, position) in hashes.iter().zip(group.clone()) {
+            index.insert(hash, position);
+        }
+        start = group.end;
     }
 }
 
