@@ -1,81 +1,87 @@
-//! A fixed-capacity binary heap of cursor numbers for k-way merges.
+//! A fixed-capacity binary heap for k-way merges over a segment stack.
 //!
 //! Ranges and the merger both repeatedly take the cursor with the smallest
 //! (or largest) head key among up to [`STACK_HEIGHT_LIMIT`] segments. The
-//! heap stores only cursor numbers (`u8`) in an inline array, so it never
-//! allocates; the caller supplies the order, which lets ranges compare cached
-//! head keys and the merger read them from its segments.
+//! heap keeps its items in an inline array, so it never allocates, and the
+//! caller supplies the order. Ranges store cursor numbers (`u8`) and compare
+//! the head keys they cache beside the heap; the merger stores each cursor's
+//! whole head (position and a key prefix) in the item itself, so ordering
+//! its heap reads nothing but the items.
 
 use crate::STACK_HEIGHT_LIMIT;
 
 const _: () = assert!(STACK_HEIGHT_LIMIT <= u8::MAX as usize + 1);
 
-pub(crate) struct CursorHeap {
-    items: [u8; STACK_HEIGHT_LIMIT],
+pub(crate) struct CursorHeap<T> {
+    items: [T; STACK_HEIGHT_LIMIT],
     len: usize,
 }
 
-impl CursorHeap {
-    pub fn new() -> CursorHeap {
+impl<T: Copy + Default> CursorHeap<T> {
+    pub fn new() -> CursorHeap<T> {
         CursorHeap {
-            items: [0; STACK_HEIGHT_LIMIT],
+            items: [T::default(); STACK_HEIGHT_LIMIT],
             len: 0,
         }
     }
 
     #[inline]
-    pub fn peek(&self) -> Option<usize> {
-        (self.len > 0).then(|| self.items[0] as usize)
+    pub fn peek(&self) -> Option<&T> {
+        self.items[..self.len].first()
     }
 
-    /// Adds `cursor`; `before(a, b)` is true when `a` must come out before `b`.
-    pub fn push(&mut self, cursor: usize, before: impl Fn(usize, usize) -> bool) {
+    /// Adds `item`; `before(a, b)` is true when `a` must come out before `b`.
+    pub fn push(&mut self, item: T, before: impl Fn(&T, &T) -> bool) {
         assert!(self.len < STACK_HEIGHT_LIMIT);
         let mut at = self.len;
-        self.items[at] = cursor as u8;
         self.len += 1;
         while at > 0 {
             let parent = (at - 1) / 2;
-            if !before(self.items[at] as usize, self.items[parent] as usize) {
+            if !before(&item, &self.items[parent]) {
                 break;
             }
-            self.items.swap(at, parent);
+            self.items[at] = self.items[parent];
             at = parent;
+        }
+        self.items[at] = item;
+    }
+
+    /// Removes the top item (its cursor was exhausted).
+    #[inline]
+    pub fn pop(&mut self, before: impl Fn(&T, &T) -> bool) {
+        assert!(self.len > 0);
+        self.len -= 1;
+        if self.len > 0 {
+            self.replace_top(self.items[self.len], before);
         }
     }
 
-    /// Removes the top cursor (it was exhausted).
+    /// Puts `item` in place of the top item (its cursor moved on) and
+    /// restores the order.
     #[inline]
-    pub fn pop(&mut self, before: impl Fn(usize, usize) -> bool) {
-        debug_assert!(self.len > 0);
-        self.len -= 1;
-        self.items[0] = self.items[self.len];
-        self.sift_down(before);
-    }
-
-    /// Restores order after the top cursor's head key moved on.
-    #[inline]
-    pub fn sift_down(&mut self, before: impl Fn(usize, usize) -> bool) {
+    pub fn replace_top(&mut self, item: T, before: impl Fn(&T, &T) -> bool) {
+        assert!(self.len > 0);
+        // A hole moves down from the top, and `item` is written once where
+        // it stops, instead of swapping it down level by level.
         let mut at = 0;
         loop {
             let left = 2 * at + 1;
             if left >= self.len {
-                return;
+                break;
             }
             let right = left + 1;
-            let child = if right < self.len
-                && before(self.items[right] as usize, self.items[left] as usize)
-            {
+            let child = if right < self.len && before(&self.items[right], &self.items[left]) {
                 right
             } else {
                 left
             };
-            if !before(self.items[child] as usize, self.items[at] as usize) {
-                return;
+            if !before(&self.items[child], &item) {
+                break;
             }
-            self.items.swap(at, child);
+            self.items[at] = self.items[child];
             at = child;
         }
+        self.items[at] = item;
     }
 }
 
@@ -86,17 +92,50 @@ mod tests {
     #[test]
     fn yields_in_order_with_ties_broken_by_the_caller() {
         let keys = [5, 1, 5, 3, 0, 9, 1];
-        let before =
-            |a: usize, b: usize| (keys[a], std::cmp::Reverse(a)) < (keys[b], std::cmp::Reverse(b));
+        let before = |&a: &u8, &b: &u8| {
+            let (a, b) = (a as usize, b as usize);
+            (keys[a], std::cmp::Reverse(a)) < (keys[b], std::cmp::Reverse(b))
+        };
         let mut heap = CursorHeap::new();
         for cursor in 0..keys.len() {
-            heap.push(cursor, before);
+            heap.push(cursor as u8, before);
         }
         let mut out = Vec::new();
-        while let Some(top) = heap.peek() {
+        while let Some(&top) = heap.peek() {
             out.push(top);
             heap.pop(before);
         }
         assert_eq!(out, [4, 6, 1, 3, 2, 0, 5]);
+    }
+
+    #[test]
+    fn replacing_the_top_keeps_a_full_heap_ordered() {
+        // Items are (key, id); every replacement takes the next key of a
+        // pseudo-random sequence, as a merge cursor moving on would.
+        let before = |a: &(u32, u32), b: &(u32, u32)| a < b;
+        let mut heap = CursorHeap::new();
+        let mut next = 7u32;
+        let mut random = || {
+            next = next.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            next >> 16
+        };
+        for id in 0..STACK_HEIGHT_LIMIT as u32 {
+            heap.push((random(), id), before);
+        }
+        let mut model: Vec<(u32, u32)> = heap.items[..heap.len].to_vec();
+        for _ in 0..1000 {
+            model.sort_unstable();
+            assert_eq!(heap.peek(), model.first());
+            let replacement = (random(), model[0].1);
+            model[0] = replacement;
+            heap.replace_top(replacement, before);
+        }
+        model.sort_unstable();
+        let mut out = Vec::new();
+        while let Some(&top) = heap.peek() {
+            out.push(top);
+            heap.pop(before);
+        }
+        assert_eq!(out, model);
     }
 }

@@ -30,7 +30,7 @@ struct Merge<'a> {
     /// Each live cursor's head key, cached so ordering the heap never
     /// decodes meta.
     heads: [&'a [u8]; STACK_HEIGHT_LIMIT],
-    heap: CursorHeap,
+    heap: CursorHeap<u8>,
     reverse: bool,
     now_ms: u64,
 }
@@ -71,7 +71,9 @@ impl<'a> Merge<'a> {
             if segments.len() > 1 && low < high {
                 merge.heads[i] = segment.key(merge.head(i));
                 let (heads, reverse) = (&merge.heads, reverse);
-                merge.heap.push(i, |a, b| before(heads, reverse, a, b));
+                merge
+                    .heap
+                    .push(i as u8, |&a, &b| before(heads, reverse, a, b));
             }
         }
         merge
@@ -94,11 +96,12 @@ impl<'a> Merge<'a> {
         }
         let (heads, reverse) = (&mut self.heads, self.reverse);
         if cursor.low == cursor.high {
-            self.heap.pop(|a, b| before(heads, reverse, a, b));
+            self.heap.pop(|&a, &b| before(heads, reverse, a, b));
         } else {
             let head = if reverse { cursor.high - 1 } else { cursor.low };
             heads[top] = self.segments[top].key(head as usize);
-            self.heap.sift_down(|a, b| before(heads, reverse, a, b));
+            self.heap
+                .replace_top(top as u8, |&a, &b| before(heads, reverse, a, b));
         }
     }
 
@@ -120,12 +123,13 @@ impl<'a> Merge<'a> {
             };
             return Some((0, position as usize));
         }
-        let winner = self.heap.peek()?;
+        let winner = usize::from(*self.heap.peek()?);
         let key = self.heads[winner];
         let position = self.head(winner);
         self.advance_top(winner);
         // Older versions of the same key sit right below in heap order.
-        while let Some(top) = self.heap.peek() {
+        while let Some(&top) = self.heap.peek() {
+            let top = usize::from(top);
             if self.heads[top] != key {
                 break;
             }
@@ -149,8 +153,8 @@ impl<'a> Merge<'a> {
 /// Heap order: smaller head key first (larger in reverse); on equal keys the
 /// newer segment (higher number) first, so it shadows the older ones.
 #[inline]
-fn before(heads: &[&[u8]], reverse: bool, a: usize, b: usize) -> bool {
-    match compare_keys(heads[a], heads[b]) {
+fn before(heads: &[&[u8]], reverse: bool, a: u8, b: u8) -> bool {
+    match compare_keys(heads[usize::from(a)], heads[usize::from(b)]) {
         Ordering::Equal => a > b,
         Ordering::Less => !reverse,
         Ordering::Greater => reverse,

@@ -133,9 +133,15 @@ impl Meta {
         }
     }
 
+    /// Where the key starts in `data`.
+    #[inline]
+    pub fn key_offset(&self) -> usize {
+        self.offset + self.header_len()
+    }
+
     #[inline]
     pub fn key<'d>(&self, data: &'d [u8]) -> &'d [u8] {
-        let start = self.offset + self.header_len();
+        let start = self.key_offset();
         &data[start..start + self.key_len]
     }
 
