@@ -323,17 +323,7 @@ impl<L: FileLayer> DurableStore<L> {
         if self.staged_meta.is_empty() {
             return self.persist_pending().await;
         }
-        let snapshot = self.store.snapshot();
-        let height = snapshot.height();
-        assert!(self.unpersisted <= height);
-        let applied = snapshot
-            .segments()
-            .skip(height - self.unpersisted)
-            .map(|(data, meta)| (meta, data));
-        let staged = std::iter::once((&self.staged_meta[..], &self.staged_data[..]));
-        self.log.append_all(applied.chain(staged)).await?;
-        self.unpersisted = 0;
-        self.unpersisted_since = None;
+        self.append_unpersisted(true).await?;
         self.staged_commits += 1;
         Ok(())
     }
@@ -690,14 +680,22 @@ impl<L: FileLayer> DurableStore<L> {
         if self.unpersisted == 0 {
             return Ok(());
         }
+        self.append_unpersisted(false).await
+    }
+
+    /// Writes the applied segments not yet in the log and, `with_staged`,
+    /// the staged ops laid out by `log_staged` (newer than all of them),
+    /// with one fdatasync.
+    async fn append_unpersisted(&mut self, with_staged: bool) -> Result<(), PersistError> {
         let snapshot = self.store.snapshot();
         let height = snapshot.height();
         assert!(self.unpersisted <= height);
-        let pending = snapshot
+        let applied = snapshot
             .segments()
             .skip(height - self.unpersisted)
             .map(|(data, meta)| (meta, data));
-        self.log.append_all(pending).await?;
+        let staged = with_staged.then_some((&self.staged_meta[..], &self.staged_data[..]));
+        self.log.append_all(applied.chain(staged)).await?;
         self.unpersisted = 0;
         self.unpersisted_since = None;
         Ok(())
