@@ -42,6 +42,7 @@ fn follows_moved_and_refreshes_then_follows_ask() {
                 .expect("bootstrap");
             client.set(&moved_key, b"before").await.expect("SET");
             assert_eq!(client.slot_map().owner(moved_slot), Some(addr(from)));
+            done_tx.send(()).expect("done");
             // Wait (off the executor) while the test moves the slot.
             let rx = glommio::executor()
                 .spawn_blocking(move || {
@@ -86,7 +87,12 @@ fn follows_moved_and_refreshes_then_follows_ask() {
             done_tx.send(()).expect("done");
         })
     });
-    // Step 2: migrate the slot for good.
+    // Step 2, once the client has written with its fresh map (migrating
+    // sooner races its bootstrap: it would learn the new owner at once):
+    // migrate the slot for good.
+    done_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("client wrote before the move");
     cluster.migrate_slot(moved_slot, from, to);
     tx.send(()).expect("go");
     done_rx
