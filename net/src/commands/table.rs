@@ -291,17 +291,17 @@ pub const fn subcommand(
     run: CommandFn,
 ) -> Command {
     Command {
-        name_key: name_key(name.as_bytes()),
-        name,
-        arity,
-        flags,
-        keys: NO_KEYS,
-        acl_categories: &["@slow"],
-        group: "server",
         since: "2.0.0",
-        summary,
-        run: Some(run),
-        subcommands: &[],
+        ..command(
+            name,
+            arity,
+            flags,
+            NO_KEYS,
+            &["@slow"],
+            "server",
+            summary,
+            run,
+        )
     }
 }
 

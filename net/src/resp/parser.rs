@@ -589,12 +589,9 @@ mod tests {
         use proptest::prelude::*;
 
         fn encode(args: &[Vec<u8>]) -> Vec<u8> {
-            let mut out = format!("*{}\r\n", args.len()).into_bytes();
-            for arg in args {
-                out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-                out.extend_from_slice(arg);
-                out.extend_from_slice(b"\r\n");
-            }
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            let mut out = Vec::new();
+            crate::client::resp::encode_command(&mut out, &args);
             out
         }
 
