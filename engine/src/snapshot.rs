@@ -33,11 +33,6 @@ pub(crate) fn lookup<'a>(
     now_ms: u64,
 ) -> Option<Entry<'a>> {
     let hash = hash_key(key);
-    // Start every segment's index load before probing the first: the probes
-    // then wait for overlapping cache misses, not one miss per segment.
-    for segment in segments.iter().rev() {
-        segment.prefetch(hash);
-    }
     for segment in segments.iter().rev() {
         match segment.find(key, hash) {
             None => continue,
