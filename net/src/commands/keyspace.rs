@@ -666,18 +666,19 @@ impl Keyspace {
         if matches!(self.backing, Backing::Memory(_)) {
             return Ok(());
         }
-        if self.flush().is_err() {
-            // Too many segments wait for the disk: write them, then apply.
-            if let Backing::Durable(durable) = &mut self.backing {
-                durable.flush().await?;
+        // Applying the open batch is refused only while too many segments
+        // wait for the disk: write them first.
+        for _ in 0..2 {
+            let applied = self.flush().is_ok();
+            let Backing::Durable(durable) = &mut self.backing else {
+                unreachable!("checked above");
+            };
+            durable.flush().await?;
+            if applied {
+                return Ok(());
             }
-            let applied = self.flush();
-            debug_assert!(applied.is_ok(), "the disk queue was just emptied");
         }
-        match &mut self.backing {
-            Backing::Memory(_) => Ok(()),
-            Backing::Durable(durable) => durable.flush().await,
-        }
+        unreachable!("an empty disk queue takes the open batch");
     }
 
     /// A snapshot including every write staged so far (a write still
