@@ -8,7 +8,11 @@
 //! - `disk`: this disk's O_DIRECT sequential write bandwidth (`dd
 //!   oflag=direct`, 1 MiB blocks, fdatasync at the end), the peer of `async`.
 //! - `async`: sustained async-mode ingest (1 KiB values, 1,000-record
-//!   batches, 10 ms flush interval, merges running), MB/s of keys + values.
+//!   batches, 10 ms flush interval, merges running), MB/s of keys + values,
+//!   next to the same ingest into a memory-only store, each also per second
+//!   of the process's CPU time (a figure the machine's noise barely moves).
+//!   `ingest` runs the two ingests without `disk`; `ingest-cold` one async
+//!   ingest as the first thing its process does (see `main`).
 //! - `sync`: sync-mode writes per second on one core with 1, 16 and 256
 //!   concurrent writer tasks (group commit).
 //! - `reopen`: time to reopen a compacted store of N records (default 10M;
@@ -20,7 +24,9 @@
 //! a real file system), `TESSERA_BENCH_RECORDS` (reopen/redis record count),
 //! `TESSERA_BENCH_INGEST_MB` (async ingest volume), `TESSERA_BENCH_RUNS`
 //! (repetitions, default 3), `TESSERA_BENCH_REDIS_PORT` (default 7390),
-//! `TESSERA_BENCH_IO_MEMORY` (glommio `io_memory` per executor, default 1 MiB).
+//! `TESSERA_BENCH_IO_MEMORY` (glommio `io_memory` per executor, default 1 MiB),
+//! `TESSERA_BENCH_RELEASE_FREED=1` (leave the allocator at its defaults
+//! instead of `tessera_engine::retain_freed_memory`, as the server sets it).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -49,6 +55,20 @@ fn fresh(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::canonicalize(dir).unwrap()
+}
+
+/// CPU seconds (user + system) this process has used, its io_uring
+/// workers included: a figure the machine's other jobs barely move, unlike
+/// wall time.
+fn cpu_secs() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct we pass; RUSAGE_SELF is valid.
+    let usage = unsafe {
+        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()), 0);
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -123,8 +143,25 @@ fn disk_bandwidth(mb: u64) -> f64 {
     (mb as f64 * 1.048_576) / elapsed
 }
 
+/// An ingest's key + value bytes per second of wall time and per second of
+/// this process's CPU time.
+#[derive(Clone, Copy)]
+struct Rate {
+    wall_mb_per_sec: f64,
+    cpu_mb_per_sec: f64,
+}
+
+impl Rate {
+    fn of(bytes: u64, wall_secs: f64, cpu_secs: f64) -> Rate {
+        Rate {
+            wall_mb_per_sec: bytes as f64 / 1e6 / wall_secs,
+            cpu_mb_per_sec: bytes as f64 / 1e6 / cpu_secs,
+        }
+    }
+}
+
 /// MB/s of key + value bytes ingested in async mode, durable at the end.
-fn async_ingest(mb: u64) -> f64 {
+fn async_ingest(mb: u64) -> Rate {
     let root = fresh("async");
     run(async move {
         let mut durable = open_async_ingest(&root, 10).await;
@@ -132,6 +169,7 @@ fn async_ingest(mb: u64) -> f64 {
         let records = mb * 1000;
         let batch_records = 1000;
         let started = Instant::now();
+        let cpu_started = cpu_secs();
         let mut next = 0;
         while next < records {
             let end = (next + batch_records).min(records);
@@ -151,21 +189,23 @@ fn async_ingest(mb: u64) -> f64 {
         }
         durable.flush().await.unwrap();
         let elapsed = started.elapsed().as_secs_f64();
+        let cpu = cpu_secs() - cpu_started;
         assert_eq!(durable.store().len() as u64, records);
         drop(durable);
         std::fs::remove_dir_all(&root).unwrap();
-        (records * (16 + 1000)) as f64 / 1e6 / elapsed
+        Rate::of(records * (16 + 1000), elapsed, cpu)
     })
 }
 
 /// MB/s of the same ingest into a plain in-memory store: the ceiling the
 /// durable store can reach, whatever the disk.
-fn memory_ingest(mb: u64) -> f64 {
+fn memory_ingest(mb: u64) -> Rate {
     let mut store = tessera_engine::Store::new(big_store()).unwrap();
     let value = vec![0x5au8; 1000];
     let records = mb * 1000;
     let batch_records = 1000;
     let started = Instant::now();
+    let cpu_started = cpu_secs();
     let mut next = 0;
     while next < records {
         let end = (next + batch_records).min(records);
@@ -182,8 +222,9 @@ fn memory_ingest(mb: u64) -> f64 {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu_started;
     assert_eq!(store.len() as u64, records);
-    (records * (16 + 1000)) as f64 / 1e6 / elapsed
+    Rate::of(records * (16 + 1000), elapsed, cpu)
 }
 
 /// Durable writes per second with `writers` concurrent tasks for `secs`.
@@ -375,27 +416,63 @@ fn main() {
         .collect();
     let all = args.is_empty();
     let wants = |name: &str| all || args.iter().any(|a| a == name);
+    // As the server does (see `tessera_engine::retain_freed_memory`); set
+    // TESSERA_BENCH_RELEASE_FREED=1 to measure the allocator's defaults.
+    if std::env::var_os("TESSERA_BENCH_RELEASE_FREED").is_none() {
+        assert!(tessera_engine::retain_freed_memory());
+    }
     let runs = env_u64("TESSERA_BENCH_RUNS", 3);
     let records = env_u64("TESSERA_BENCH_RECORDS", 10_000_000);
     let ingest_mb = env_u64("TESSERA_BENCH_INGEST_MB", 1024);
     let port = env_u64("TESSERA_BENCH_REDIS_PORT", 7390);
 
-    if wants("disk") || wants("async") {
+    // `async` measures the disk and both ingests; `ingest` only the two
+    // ingests (for comparing builds: their CPU figures ignore the noise).
+    let with_disk = wants("disk") || wants("async");
+    if with_disk || wants("ingest") {
         let mut disk = Vec::new();
-        let mut ingest = Vec::new();
+        let mut durable = Vec::new();
         let mut memory = Vec::new();
+        // Sustained ingest: the first ingest of a process also grows its
+        // heap (page faults for every byte of it), which the ones after
+        // reuse, so an untimed one comes first and all measured runs see
+        // the heap a running server has (`ingest-cold` measures the first).
+        memory_ingest(ingest_mb);
         for _ in 0..runs {
             // Interleaved so all three see the same machine noise.
-            disk.push(disk_bandwidth(ingest_mb));
-            ingest.push(async_ingest(ingest_mb));
+            if with_disk {
+                disk.push(disk_bandwidth(ingest_mb));
+            }
+            durable.push(async_ingest(ingest_mb));
             memory.push(memory_ingest(ingest_mb));
         }
-        let (disk, ingest, memory) = (median(disk), median(ingest), median(memory));
-        println!("disk O_DIRECT sequential write (dd, {ingest_mb} MiB): median {disk:.0} MB/s");
-        println!("in-memory ingest, same records, no persistence: median {memory:.0} MB/s");
+        let wall = |rates: &[Rate]| median(rates.iter().map(|r| r.wall_mb_per_sec).collect());
+        let cpu = |rates: &[Rate]| median(rates.iter().map(|r| r.cpu_mb_per_sec).collect());
         println!(
-            "async ingest ({ingest_mb} MB of 16 B keys + 1000 B values): median {ingest:.0} MB/s = {:.0}% of the disk",
-            ingest / disk * 100.0
+            "in-memory ingest, same records, no persistence: median {:.0} MB/s, {:.0} MB per CPU-second",
+            wall(&memory),
+            cpu(&memory)
+        );
+        println!(
+            "async ingest ({ingest_mb} MB of 16 B keys + 1000 B values): median {:.0} MB/s, {:.0} MB per CPU-second",
+            wall(&durable),
+            cpu(&durable)
+        );
+        if with_disk {
+            let disk = median(disk);
+            println!("disk O_DIRECT sequential write (dd, {ingest_mb} MiB): median {disk:.0} MB/s");
+            println!(
+                "async ingest = {:.0}% of the disk",
+                wall(&durable) / disk * 100.0
+            );
+        }
+    }
+    if args.iter().any(|a| a == "ingest-cold") {
+        // One run per process: only the first ingest of a process is cold.
+        let rate = async_ingest(ingest_mb);
+        println!(
+            "async ingest, first in a fresh process ({ingest_mb} MB): {:.0} MB/s, {:.0} MB per CPU-second",
+            rate.wall_mb_per_sec, rate.cpu_mb_per_sec
         );
     }
     if wants("sync") {

@@ -112,6 +112,7 @@
 //! # Ok::<(), tessera_engine::Error>(())
 //! ```
 
+mod allocator;
 mod batch;
 mod config;
 mod cpu_clock;
@@ -127,6 +128,7 @@ mod segment;
 mod snapshot;
 mod store;
 
+pub use allocator::retain_freed_memory;
 pub use batch::{Batch, BatchOp};
 pub use config::{
     StoreConfig, BATCH_BYTES_LIMIT, BATCH_OPS_LIMIT, KEY_LEN_MAX, MERGE_STEP_BUDGET_LIMIT,

@@ -262,6 +262,10 @@ impl Segment {
     /// (retired, unshared) segment's buffers of 1 MiB and more; true once
     /// all are. Smaller ones are freed or pooled on drop as they are.
     pub fn release_pages(&mut self, chunk_bytes: usize) -> bool {
+        if crate::allocator::freed_memory_retained() {
+            // The allocator reuses the pages (see `crate::allocator`).
+            return true;
+        }
         let regions = [
             large_region(&self.data),
             large_region(&self.meta),

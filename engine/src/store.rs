@@ -414,6 +414,31 @@ impl Store {
     /// (capped at the configured `merge_step_budget`), starting a merge if
     /// one is needed. CPU time, not wall time: see `cpu_clock`.
     pub fn merge_step(&mut self, budget: Duration) -> MergeStatus {
+        self.merge_step_below(budget, 0)
+    }
+
+    /// [`Store::merge_step`] leaving the newest `pinned` segments out of any
+    /// merge it starts: a persistence layer's segments not yet on disk,
+    /// which it may still have to take back ([`Store::pop_newest_segment`]).
+    /// The segments below them merge meanwhile; before this, a durable store
+    /// in async mode (whose newest segments are unwritten most of the time)
+    /// merged only in the moments after a flush, its stack climbed to the
+    /// height limit, and every apply then stalled on an unbudgeted merge.
+    /// A merge already running never holds pinned segments: they are the
+    /// newest, pushed after it started.
+    pub fn merge_step_below(&mut self, budget: Duration, pinned: usize) -> MergeStatus {
+        assert!(
+            pinned <= self.stack.len(),
+            "{pinned} pinned of {}",
+            self.stack.len()
+        );
+        let mergeable = self.stack.len() - pinned;
+        for job in [&self.job, &self.top_job].into_iter().flatten() {
+            assert!(
+                job.run().end <= mergeable,
+                "a running merge holds a pinned segment"
+            );
+        }
         let start = ClockPair::now();
         let budget = budget.min(self.config.merge_step_budget);
         // Releasing pages is kernel work of uneven cost: only in the first
@@ -422,7 +447,7 @@ impl Store {
             return MergeStatus::InProgress;
         }
         if self.top_job.is_none() {
-            if let Some(run) = self.top_run_needed() {
+            if let Some(run) = self.top_run_needed(mergeable) {
                 let vecs = self.top_job_vecs.take().unwrap_or_else(JobVecs::new);
                 self.top_job = Some(self.new_job(run, true, vecs));
             }
@@ -435,10 +460,13 @@ impl Store {
             return MergeStatus::Swapped;
         }
         if self.job.is_none() {
+            if mergeable < 2 {
+                return MergeStatus::Idle;
+            }
             if self.stack.len() > self.config.stack_height_max {
-                self.start_merge(None, true);
+                self.start_merge(None, mergeable, true);
             } else if self.garbage_heavy() {
-                self.start_merge(Some(0..self.stack.len()), true);
+                self.start_merge(Some(0..mergeable), mergeable, true);
             } else {
                 return MergeStatus::Idle;
             }
@@ -458,17 +486,18 @@ impl Store {
     /// than `stack_height_max` segments sit above the running merge, they
     /// get a merge of their own, which runs first (it is small) and is
     /// shifted down when the long one swaps.
-    fn top_run_needed(&self) -> Option<std::ops::Range<usize>> {
+    /// The run stays below `mergeable` (see [`Store::merge_step_below`]).
+    fn top_run_needed(&self, mergeable: usize) -> Option<std::ops::Range<usize>> {
         let above = self.job.as_ref()?.run().end;
         let height = self.stack.len();
-        if height - above <= self.config.stack_height_max {
+        if height - above <= self.config.stack_height_max || mergeable < above + 2 {
             return None;
         }
         let mut sizes = [0usize; STACK_HEIGHT_LIMIT];
-        for (size, segment) in sizes.iter_mut().zip(self.stack[above..].iter()) {
+        for (size, segment) in sizes.iter_mut().zip(self.stack[above..mergeable].iter()) {
             *size = segment.data_len() + segment.len() * META_WORDS * 8;
         }
-        let run = choose_run(&sizes[..height - above]);
+        let run = choose_run(&sizes[..mergeable - above]);
         Some(run.start + above..run.end + above)
     }
 
@@ -503,21 +532,30 @@ impl Store {
             self.merge_to_completion();
         }
         if !self.stack.is_empty() {
-            self.start_merge(Some(0..self.stack.len()), false);
+            self.start_merge(Some(0..self.stack.len()), self.stack.len(), false);
             self.merge_to_completion();
         }
     }
 
-    fn start_merge(&mut self, run: Option<std::ops::Range<usize>>, budgeted: bool) {
+    /// Starts a merge of `run`, or of the run the policy picks among the
+    /// oldest `mergeable` segments.
+    fn start_merge(
+        &mut self,
+        run: Option<std::ops::Range<usize>>,
+        mergeable: usize,
+        budgeted: bool,
+    ) {
         assert!(self.job.is_none() && self.top_job.is_none());
+        assert!(mergeable <= self.stack.len());
         let run = run.unwrap_or_else(|| {
             // On the stack, not the heap: starting a merge allocates nothing.
             let mut sizes = [0usize; STACK_HEIGHT_LIMIT];
             for (size, segment) in sizes.iter_mut().zip(self.stack.iter()) {
                 *size = segment.data_len() + segment.len() * META_WORDS * 8;
             }
-            choose_run(&sizes[..self.stack.len()])
+            choose_run(&sizes[..mergeable])
         });
+        assert!(run.end <= mergeable);
         let vecs = self.job_vecs.take().unwrap_or_else(JobVecs::new);
         self.job = Some(self.new_job(run, budgeted, vecs));
     }
@@ -542,7 +580,7 @@ impl Store {
             self.swap_top();
         }
         if self.job.is_none() {
-            self.start_merge(None, false);
+            self.start_merge(None, self.stack.len(), false);
         }
         let job = self.job.as_mut().expect("a merge is running");
         while !job.step(ClockPair::now(), unbounded) {}
@@ -1112,7 +1150,7 @@ mod tests {
             write(&mut store, &mut model, first..first + 10, round);
             // A core with time to spare: tidy the top, then one step of the
             // long merge (too small a budget to finish it in one).
-            while store.top_job.is_some() || store.top_run_needed().is_some() {
+            while store.top_job.is_some() || store.top_run_needed(store.stack.len()).is_some() {
                 store.merge_step(Duration::from_micros(50));
                 top_merges += usize::from(store.top_job.is_none());
             }
@@ -1139,6 +1177,59 @@ mod tests {
         for (key, value) in &model {
             assert_eq!(store.get(&key.to_be_bytes()), Some(&value[..]));
         }
+    }
+
+    #[test]
+    fn pinned_segments_stay_out_of_merges_while_the_rest_merge() {
+        let mut store = Store::new(StoreConfig {
+            memory_quota_bytes: 64 << 20,
+            stack_height_max: 2,
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        let write = |store: &mut Store, round: u32| {
+            let mut batch = store.new_batch(100, 100 * 16).unwrap();
+            for key in 0..100u32 {
+                batch.set(&key.to_be_bytes(), &round.to_le_bytes()).unwrap();
+            }
+            store.apply(batch).unwrap();
+        };
+        for round in 0..8 {
+            write(&mut store, round);
+        }
+        // The newest three may still be taken back: whatever merges, they
+        // stay the same three segments on top.
+        let pinned: Vec<*const Segment> = store.stack[5..].iter().map(Rc::as_ptr).collect();
+        let mut swaps = 0;
+        for _ in 0..1000 {
+            match store.merge_step_below(Duration::from_millis(10), 3) {
+                MergeStatus::Swapped => swaps += 1,
+                MergeStatus::InProgress => {}
+                MergeStatus::Idle => break,
+            }
+        }
+        assert!(swaps > 0, "nothing below the pinned segments merged");
+        assert_eq!(store.height(), 3 + 1, "the five below merged into one");
+        let top: Vec<*const Segment> = store.stack[1..].iter().map(Rc::as_ptr).collect();
+        assert_eq!(top, pinned);
+        // Taken back one by one, they reveal the merged older writes.
+        for round in (5..8u32).rev() {
+            assert_eq!(
+                store.get(&7u32.to_be_bytes()),
+                Some(&round.to_le_bytes()[..])
+            );
+            assert!(store.pop_newest_segment());
+        }
+        assert_eq!(
+            store.get(&7u32.to_be_bytes()),
+            Some(&4u32.to_le_bytes()[..])
+        );
+        assert_eq!(store.len(), 100);
+        // Nothing pinned left to merge: too few segments.
+        assert_eq!(
+            store.merge_step_below(Duration::from_millis(10), 1),
+            MergeStatus::Idle
+        );
     }
 
     #[test]

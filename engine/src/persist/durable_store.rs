@@ -68,10 +68,6 @@ use super::segment_log::{RecoveryReport, SegmentLog};
 
 pub const FLUSH_INTERVAL_MS_DEFAULT: u64 = 10;
 pub const FLUSH_INTERVAL_MS_MAX: u64 = 60_000;
-/// Stack height up to which async mode lets a needed merge wait for the
-/// flush timer instead of flushing at once (merges never take unpersisted
-/// segments).
-pub const MERGE_WAIT_HEIGHT_MAX: usize = STACK_HEIGHT_LIMIT / 2;
 /// Most applied-but-unpersisted segments in async mode.
 pub const UNPERSISTED_SEGMENTS_MAX: usize = 16;
 const _: () = assert!(UNPERSISTED_SEGMENTS_MAX * 2 < STACK_HEIGHT_LIMIT);
@@ -482,22 +478,20 @@ impl<L: FileLayer> DurableStore<L> {
     /// when the file has grown too much (see module docs).
     pub async fn maintenance_step(&mut self, budget: Duration) -> Result<(), PersistError> {
         let deadline = Instant::now() + budget;
-        // Flush when due, or when a merge waits for the pending segments
-        // (merges never touch unpersisted ones); not on every step, which
-        // would cost an fdatasync per batch.
-        // A merge may wait for the timer while the stack is low: flushing
-        // for every merge would cost async mode an fdatasync every few
-        // batches, which is sync mode's price without its promise.
-        let merge_waits = self.store.merge_needed() && self.unpersisted > 0;
-        let merge_urgent = merge_waits && self.store.height() >= MERGE_WAIT_HEIGHT_MAX;
+        // Flush when due, not for the merger: merges leave the unpersisted
+        // segments out and go on below them (`Store::merge_step_below`).
+        // Flushing whenever a merge waited cost a bulk ingest an fdatasync
+        // (2-3 ms there, metadata included) for almost every batch.
         // Half the pending limit: the next round keeps room for batches it
         // must apply before its commit (`apply_pending`).
         let pending_high = self.unpersisted > UNPERSISTED_SEGMENTS_MAX / 2;
-        if merge_urgent || pending_high || self.flush_due(Instant::now()) || self.rewrite_needed {
+        if pending_high || self.flush_due(Instant::now()) || self.rewrite_needed {
             self.flush().await?;
         }
-        if self.store.merge_needed() && self.unpersisted == 0 {
-            self.store.merge_step(budget);
+        if self.store.merge_needed() {
+            // Segments not on disk yet may have to be taken back: they stay
+            // out of merges until written.
+            self.store.merge_step_below(budget, self.unpersisted);
         }
         if self.compaction.is_none() && self.compaction_due() {
             self.persist_pending().await?;

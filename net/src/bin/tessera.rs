@@ -8,6 +8,9 @@ use tessera_net::config::{parse_args, Command, USAGE};
 use tessera_net::server;
 
 fn main() -> ExitCode {
+    // Before any thread exists (see the function's docs): merges then reuse
+    // freed memory instead of faulting fresh pages for every output.
+    let memory_retained = tessera_engine::retain_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -19,6 +22,9 @@ fn main() -> ExitCode {
         )
         .with_target(false)
         .init();
+    if !memory_retained {
+        tracing::warn!("the allocator is not glibc's: merges will fault in fresh memory");
+    }
     let cpus = server::usable_cpus().len().clamp(1, usize::from(u16::MAX)) as u16;
     let config = match parse_args(std::env::args().skip(1), cpus) {
         Ok(Command::Run(config)) => config,
