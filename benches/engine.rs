@@ -107,6 +107,10 @@ fn apply_batches(store: &mut Store, next: &mut u64, iterations: u64, merge: bool
 }
 
 fn apply_batch(c: &mut Criterion) {
+    // The server's allocator setting (`retain_freed_memory`): freed merge
+    // inputs' pages are reused instead of released and faulted in again.
+    let retained = std::env::var_os("TESSERA_BENCH_RETAIN_FREED").is_some()
+        && tessera_engine::retain_freed_memory();
     let mut group = c.benchmark_group("engine_apply_batch_1000");
     group.throughput(Throughput::Elements(BATCH_OPS as u64));
     let mut store = Store::new(bench_config()).unwrap();
@@ -130,8 +134,8 @@ fn apply_batch(c: &mut Criterion) {
             if let Some(&max) = ns.last() {
                 let at = |q: f64| ns[((ns.len() - 1) as f64 * q) as usize] / 1000;
                 eprintln!(
-                    "merge_step {clock} time (budget 200 us) over {} steps: p50 {} us, \
-                     p99 {} us, p99.9 {} us, max {} us",
+                    "merge_step {clock} time (budget 200 us, freed memory retained: {retained}) \
+                     over {} steps: p50 {} us, p99 {} us, p99.9 {} us, max {} us",
                     ns.len(),
                     at(0.5),
                     at(0.99),
