@@ -551,22 +551,7 @@ impl Keyspace {
                 self.commit_async().await;
                 Ok(())
             }
-            Backing::Durable(_) => {
-                let batch = self.take_pending();
-                let ops = batch.as_ref().map_or(0, |batch| batch.len() as u64);
-                let Backing::Durable(durable) = &mut self.backing else {
-                    unreachable!("matched above");
-                };
-                let committed = match batch {
-                    Some(batch) => durable.commit(batch).await,
-                    None => durable.commit_pending().await,
-                };
-                if committed.is_ok() && ops > 0 {
-                    self.counters.batches_applied += 1;
-                    self.counters.writes_applied += ops;
-                }
-                committed
-            }
+            Backing::Durable(_) => self.commit_sync().await,
         };
         if result.is_err() {
             self.counters.commit_failures += 1;
@@ -575,6 +560,34 @@ impl Keyspace {
             self.store_mut().set_now_ms(now_ms);
         }
         result
+    }
+
+    /// Sync mode's end of a round: the ops staged since the last round (and
+    /// any batch of this round applied before its end) are written and
+    /// fdatasynced as one commit before the round's replies go out; the
+    /// batch stays open (see the module docs). A round that wrote nothing
+    /// costs no write. On `Err` the round's ops are taken back from the open
+    /// batch (the store takes back its applied segments), so none of them
+    /// is ever served, while the earlier rounds' ops stay.
+    async fn commit_sync(&mut self) -> Result<(), PersistError> {
+        let Backing::Durable(durable) = &mut self.backing else {
+            unreachable!("sync mode is durable");
+        };
+        let logged = match self.pending.as_ref() {
+            Some(batch) if batch.len() > self.logged_ops => {
+                durable.log_staged(batch, self.logged_ops).await
+            }
+            _ => durable.commit_pending().await,
+        };
+        self.unlogged_since = None;
+        match (&logged, self.pending.as_mut()) {
+            (Ok(()), Some(batch)) => self.logged_ops = batch.len(),
+            (Err(_), Some(batch)) if self.logged_ops > 0 => batch.truncate(self.logged_ops),
+            // Nothing of the batch is acknowledged: its buffers go back.
+            (Err(_), Some(_)) => self.pending = None,
+            (_, None) => debug_assert_eq!(self.logged_ops, 0),
+        }
+        logged
     }
 
     /// Async mode's end of a round: the pending batch stays open (see the
