@@ -1,7 +1,8 @@
 //! A core's store made durable: a [`Store`] plus its segment log.
 //!
 //! Every batch the store applies becomes one segment, and every segment is
-//! persisted as one commit of the log. The store is the only copy readers
+//! persisted as one commit of the log (or its ops were logged before it
+//! was applied, see below). The store is the only copy readers
 //! use: batches applied since open live in pooled memory, segments recovered
 //! at open are served from the file mapping, and `get`/`range` run the same
 //! code over both (moss).
@@ -11,10 +12,7 @@
 //!   fails, the segment is popped off the stack again, so an unacknowledged
 //!   write is never served after the error is returned. (While the sync is
 //!   in flight other tasks of the core may already read the batch, as Redis
-//!   clients may read a write whose AOF fsync is pending.) Group commit is
-//!   the caller's batch: the command layer puts every write of one network
-//!   round into one batch, so a round costs one segment and one fdatasync
-//!   however many connections wrote.
+//!   clients may read a write whose AOF fsync is pending.)
 //! - `async` ([`Durability::Async`]): `commit` only applies; applied
 //!   segments are written by [`DurableStore::flush`] (a timer every
 //!   `flush_interval_ms`, and shutdown), and inline by `commit` once the
@@ -23,15 +21,26 @@
 //!   pending and are retried; once the pending limit is reached new batches
 //!   are refused, which is the back-pressure a full disk exerts.
 //!
-//! Async mode may also log a batch it has not applied yet
+//! Either mode may also log a batch it has not applied yet
 //! ([`DurableStore::log_staged`]): the command layer keeps one batch open
 //! over many rounds (so the stack gets a few large segments a second, not
-//! one per round) and logs what arrived since the last flush as a commit of
-//! its own. Those commits are in the file but not in the stack until the
-//! batch is applied ([`DurableStore::apply_logged`]), so nothing that
-//! rebuilds the file from the stack (a compaction's install, `compact`) may
-//! run in between: a compaction that has copied everything waits for the
-//! apply ([`DurableStore::compaction_waits_for_apply`]).
+//! one per round) and logs the ops that arrived since the last log as a
+//! commit of its own: sync mode at the end of every round that wrote
+//! (group commit: one write and one fdatasync however many connections
+//! wrote), async mode within the flush interval. Those commits are in the
+//! file but not in the stack until the batch is applied
+//! ([`DurableStore::apply_logged`]), so nothing that rebuilds the file from
+//! the stack (a compaction's install, `compact`) may run in between: a
+//! compaction that has copied everything waits for the apply
+//! ([`DurableStore::compaction_waits_for_apply`]).
+//!
+//! Sync mode takes a round back when its log fails: the segments applied
+//! during the round (a batch that filled up, or one a snapshot needed) are
+//! popped, and the caller truncates the open batch to its logged ops
+//! ([`Batch::truncate`]). So a logged (acknowledged) op never shares a
+//! segment with an unlogged one: `apply_logged` splits a batch logged in
+//! part, the logged ops becoming a segment that needs no write and the
+//! rest an unpersisted one.
 //!
 //! Unpersisted segments are always the top of the stack: a maintenance
 //! step persists them before it lets the merger run (a merge could mix them
