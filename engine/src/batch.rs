@@ -9,8 +9,10 @@
 //! over many rounds holds thousands of ops, and most GETs miss it). Ops are
 //! appended in arrival order; the table always points at the latest op for a
 //! key, which makes [`Batch::get`] O(1) (read-your-writes for group commit)
-//! and lets a replaced op be marked superseded right away, so `apply` only
-//! drops those and sorts the rest: sorting moves meta integers, never bytes.
+//! and lets a replaced op be marked superseded right away (a flag in its
+//! meta word: the op itself is kept, so [`Batch::truncate`] can take the
+//! later ops back and restore it), so `apply` only drops those and sorts
+//! the rest: sorting moves meta integers, never bytes.
 //! Apply then copies the record bytes once, in key order, into a second
 //! pooled buffer, so segments are sequential in both `meta` and `data`
 //! (scans and merges stream instead of missing the cache per record; moss
@@ -19,7 +21,7 @@
 //! nothing.
 
 use crate::index::{hash_key, prefetch_read};
-use crate::pool::Pool;
+use crate::pool::{Pool, Purpose};
 use crate::record::{append, compare_keys, Meta, Op, META_WORDS};
 use crate::{Error, KEY_LEN_MAX, VALUE_LEN_MAX};
 use std::rc::Rc;
@@ -130,7 +132,7 @@ impl Batch {
         let mut meta = Meta::unpack(meta);
         meta.value_len = value_len;
         debug_assert_eq!(meta.offset, start);
-        self.record(key, meta.pack());
+        self.record(meta.pack());
         Ok(&mut self.data[value_start..])
     }
 
@@ -143,7 +145,7 @@ impl Batch {
     ) -> Result<(), Error> {
         self.check(key.len(), value.len(), expire_at_ms.is_some())?;
         let meta = append(&mut self.data, op, key, value, expire_at_ms);
-        self.record(key, meta);
+        self.record(meta);
         Ok(())
     }
 
@@ -175,13 +177,23 @@ impl Batch {
         Ok(())
     }
 
-    /// Appends the op's meta and points the table at it.
-    fn record(&mut self, key: &[u8], meta: [u64; 2]) {
+    /// Appends the op's meta (its bytes are in `data` already) and points
+    /// the table at it.
+    fn record(&mut self, meta: [u64; 2]) {
         debug_assert!(self.data.len() <= self.bytes_max);
         let position = self.len_with_superseded();
         self.meta.extend_from_slice(&meta);
+        self.index(position);
+    }
+
+    /// Points the table at op `position`, the latest op on its key, and
+    /// marks the op it replaces superseded (kept whole, so a truncation can
+    /// restore it).
+    fn index(&mut self, position: usize) {
+        let meta = self.op_meta(position);
+        debug_assert!(!meta.superseded);
         let mask = self.table.len() - 1;
-        let hash = hash_key(key);
+        let hash = hash_key(meta.key(&self.data));
         let fingerprint = self.fingerprint(hash);
         let entry = fingerprint << self.pos_bits | (position as u32 + 1);
         let mut at = hash as usize & mask;
@@ -192,18 +204,95 @@ impl Batch {
                 return;
             }
             let earlier = self.slot_position(slot);
-            if slot >> self.pos_bits == fingerprint && self.key(earlier) == key {
+            if slot >> self.pos_bits == fingerprint && self.key(earlier) == meta.key(&self.data) {
                 // Mark the replaced op so apply drops it without comparing keys.
                 let mut replaced = self.op_meta(earlier);
-                replaced.op = Op::Superseded;
-                let words = replaced.pack();
-                self.meta[earlier * META_WORDS] = words[0];
+                debug_assert!(!replaced.superseded, "the table points at latest ops only");
+                replaced.superseded = true;
+                self.meta[earlier * META_WORDS] = replaced.pack()[0];
                 self.superseded += 1;
                 self.table[at] = entry;
                 return;
             }
             at = (at + 1) & mask;
         }
+    }
+
+    /// Takes back every op after the first `ops`, leaving the batch exactly
+    /// as it was when it held only those: their bytes and meta dropped, each
+    /// op they replaced the latest for its key again. For a sync-mode round
+    /// whose log write failed: its writes were never acknowledged and must
+    /// not be served, while the earlier rounds' ops (acknowledged, in the
+    /// log) stay staged.
+    ///
+    /// Rebuilds the table from the kept ops, O(kept ops + table): a linear
+    /// probing table cannot drop entries in place, and this runs only on a
+    /// disk error or once per batch split.
+    pub fn truncate(&mut self, ops: usize) {
+        assert!(ops <= self.len(), "truncate to {ops} of {} ops", self.len());
+        if ops == self.len() {
+            return;
+        }
+        // Records are appended in op order: the first dropped op's bytes
+        // start where the kept ones end.
+        let data_len = self.op_meta(ops).offset;
+        assert!(data_len <= self.data.len());
+        self.data.truncate(data_len);
+        self.meta.truncate(ops * META_WORDS);
+        self.table.fill(0);
+        self.superseded = 0;
+        for position in 0..ops {
+            let at = position * META_WORDS;
+            let mut meta = Meta::unpack([self.meta[at], self.meta[at + 1]]);
+            meta.superseded = false;
+            self.meta[at] = meta.pack()[0];
+            self.index(position);
+        }
+        debug_assert_eq!(self.len(), ops);
+    }
+
+    /// Moves the ops `at..` into a new batch (the latest op of each of their
+    /// keys: an op there is replaced only by a later one, so no other matters)
+    /// and truncates this one to `at`: the ops of one batch split where its
+    /// log stopped, so that the logged part can be applied on its own.
+    ///
+    /// The new batch's buffers are exempt from the memory quota: they hold
+    /// ops already admitted (and counted) in this batch, whose buffers go
+    /// back to the pool when it is applied right after.
+    pub(crate) fn split_off(&mut self, at: usize) -> Batch {
+        assert!(at < self.len(), "split at {at} of {} ops", self.len());
+        let (mut ops, mut bytes) = (0, 0);
+        for position in at..self.len() {
+            let meta = self.op_meta(position);
+            if !meta.superseded {
+                ops += 1;
+                bytes += meta.len();
+            }
+        }
+        let exempt = "exempt from quota";
+        let data = self.pool.take_data(bytes, Purpose::Split).expect(exempt);
+        let meta = (self.pool)
+            .take_meta(ops * META_WORDS, Purpose::Split)
+            .expect(exempt);
+        let table = (self.pool)
+            .take_index((ops * 2).next_power_of_two(), Purpose::Split)
+            .expect(exempt);
+        let mut suffix = Batch::new(data, meta, table, ops, bytes, self.pool.clone());
+        for position in at..self.len() {
+            let meta = self.op_meta(position);
+            if meta.superseded {
+                continue;
+            }
+            let offset = suffix.data.len();
+            suffix
+                .data
+                .extend_from_slice(&self.data[meta.offset..meta.offset + meta.len()]);
+            suffix.record(Meta { offset, ..meta }.pack());
+        }
+        assert_eq!(suffix.len(), ops);
+        assert_eq!(suffix.bytes_left(), 0);
+        self.truncate(at);
+        suffix
     }
 
     #[inline]
@@ -250,13 +339,13 @@ impl Batch {
             }
             let meta = self.op_meta(self.slot_position(slot));
             if meta.key(&self.data) == key {
+                debug_assert!(!meta.superseded, "the table points at latest ops only");
                 return Some(match meta.op {
                     Op::Set => BatchOp::Set {
                         value: meta.value(&self.data),
                         expire_at_ms: meta.expire_at_ms(&self.data),
                     },
                     Op::Delete => BatchOp::Delete,
-                    Op::Superseded => unreachable!("the table points at latest ops only"),
                 });
             }
             at = (at + 1) & mask;
@@ -278,7 +367,7 @@ impl Batch {
         data.clear();
         for at in (from * META_WORDS..self.meta.len()).step_by(META_WORDS) {
             let words = [self.meta[at], self.meta[at + 1]];
-            if Meta::unpack(words).op != Op::Superseded {
+            if !Meta::unpack(words).superseded {
                 meta.extend_from_slice(&words);
             }
         }
@@ -320,6 +409,8 @@ pub(crate) fn sort_and_pack(pairs: &mut [[u64; 2]], data: &[u8], out: &mut Vec<u
     });
     for pair in pairs.iter_mut() {
         let meta = Meta::unpack(*pair);
+        // The batch-internal flag must never reach a segment or a file.
+        assert!(!meta.superseded, "a superseded op laid out as a segment");
         let offset = out.len();
         out.extend_from_slice(&data[meta.offset..meta.offset + meta.len()]);
         *pair = Meta { offset, ..meta }.pack();
@@ -341,5 +432,222 @@ impl Drop for Batch {
         self.pool.give(std::mem::take(&mut self.data));
         self.pool.give(std::mem::take(&mut self.meta));
         self.pool.give(std::mem::take(&mut self.table));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Store, StoreConfig};
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    /// Few keys, so overwrites and deletes of earlier ops are common.
+    const KEYS: u8 = 6;
+    const OPS_MAX: usize = 48;
+
+    #[derive(Debug, Clone)]
+    enum TestOp {
+        Set {
+            key: u8,
+            value_len: usize,
+            expire_at_ms: Option<u64>,
+        },
+        AllocSet {
+            key: u8,
+            value_len: usize,
+            expire_at_ms: Option<u64>,
+        },
+        Delete {
+            key: u8,
+        },
+    }
+
+    fn key(key: u8) -> Vec<u8> {
+        // Lengths differ per key, so a wrong offset shows as a wrong key.
+        vec![b'a' + key; 1 + key as usize]
+    }
+
+    fn value(key: u8, value_len: usize, at: usize) -> Vec<u8> {
+        (0..value_len).map(|i| key ^ (at + i) as u8).collect()
+    }
+
+    fn test_op() -> impl Strategy<Value = TestOp> {
+        let expiry = prop::option::of(1u64..1_000);
+        prop_oneof![
+            (0..KEYS, 0usize..24, expiry.clone()).prop_map(|(key, value_len, expire_at_ms)| {
+                TestOp::Set {
+                    key,
+                    value_len,
+                    expire_at_ms,
+                }
+            }),
+            (0..KEYS, 0usize..24, expiry).prop_map(|(key, value_len, expire_at_ms)| {
+                TestOp::AllocSet {
+                    key,
+                    value_len,
+                    expire_at_ms,
+                }
+            }),
+            (0..KEYS).prop_map(|key| TestOp::Delete { key }),
+        ]
+    }
+
+    fn store() -> Store {
+        Store::new(StoreConfig {
+            memory_quota_bytes: 16 << 20,
+            batch_ops_max: OPS_MAX,
+            batch_bytes_max: 64 * 1024,
+            stack_height_max: 8,
+            merge_step_budget: Duration::from_millis(50),
+        })
+        .unwrap()
+    }
+
+    fn stage(batch: &mut Batch, ops: &[TestOp], first_at: usize) {
+        for (i, op) in ops.iter().enumerate() {
+            let at = first_at + i;
+            match *op {
+                TestOp::Set {
+                    key: k,
+                    value_len,
+                    expire_at_ms,
+                } => {
+                    let v = value(k, value_len, at);
+                    match expire_at_ms {
+                        None => batch.set(&key(k), &v).unwrap(),
+                        Some(ms) => batch.set_with_expiry(&key(k), &v, ms).unwrap(),
+                    }
+                }
+                TestOp::AllocSet {
+                    key: k,
+                    value_len,
+                    expire_at_ms,
+                } => {
+                    let slot = match expire_at_ms {
+                        None => batch.alloc_set(&key(k), value_len).unwrap(),
+                        Some(ms) => batch.alloc_set_with_expiry(&key(k), value_len, ms).unwrap(),
+                    };
+                    slot.copy_from_slice(&value(k, value_len, at));
+                }
+                TestOp::Delete { key: k } => batch.delete(&key(k)).unwrap(),
+            }
+        }
+    }
+
+    fn built(store: &mut Store, ops: &[TestOp]) -> Batch {
+        let mut batch = store.new_batch(OPS_MAX, 16 * 1024).unwrap();
+        stage(&mut batch, ops, 0);
+        batch
+    }
+
+    /// Every observable of `a` equals `b`'s.
+    fn assert_same(a: &Batch, b: &Batch) {
+        assert_eq!(a.len(), b.len());
+        assert_eq!(a.is_empty(), b.is_empty());
+        assert_eq!(a.ops_left(), b.ops_left());
+        assert_eq!(a.bytes_left(), b.bytes_left());
+        assert_eq!(a.superseded, b.superseded);
+        for k in 0..KEYS {
+            assert_eq!(a.get(&key(k)), b.get(&key(k)), "key {k}");
+        }
+        let (mut meta_a, mut data_a, mut meta_b, mut data_b) = Default::default();
+        a.sorted_ops_since(0, &mut meta_a, &mut data_a);
+        b.sorted_ops_since(0, &mut meta_b, &mut data_b);
+        assert_eq!((meta_a, data_a), (meta_b, data_b));
+    }
+
+    /// The segments `store` holds, byte for byte.
+    fn segments(store: &Store) -> Vec<(Vec<u8>, Vec<u64>)> {
+        let snapshot = store.snapshot();
+        let segments = snapshot.segments();
+        segments
+            .map(|(data, meta)| (data.to_vec(), meta.to_vec()))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Truncating to every position gives the batch built from the
+        /// prefix alone, which keeps working the same for further ops and
+        /// applies to the same segment.
+        #[test]
+        fn truncate_restores_the_prefix(ops in prop::collection::vec(test_op(), 0..OPS_MAX)) {
+            for kept in 0..=ops.len() {
+                // A batch applies only to the store whose pool it uses.
+                let mut store_truncated = self::store();
+                let mut store_prefix = self::store();
+                let mut truncated = built(&mut store_truncated, &ops);
+                truncated.truncate(kept);
+                let mut prefix = built(&mut store_prefix, &ops[..kept]);
+                assert_same(&truncated, &prefix);
+                // The same continuation on both (the rebuilt table and
+                // supersede marks must behave as the original ones).
+                let rest = &ops[kept..];
+                stage(&mut truncated, rest, kept + 1000);
+                stage(&mut prefix, rest, kept + 1000);
+                assert_same(&truncated, &prefix);
+                store_truncated.apply(truncated).unwrap();
+                store_prefix.apply(prefix).unwrap();
+                prop_assert_eq!(segments(&store_truncated), segments(&store_prefix));
+            }
+        }
+
+        /// A batch split anywhere holds the prefix; prefix then suffix,
+        /// applied, read as the whole batch does.
+        #[test]
+        fn split_off_keeps_every_latest_op(ops in prop::collection::vec(test_op(), 1..OPS_MAX)) {
+            for at in 0..ops.len() {
+                let mut split_store = self::store();
+                let mut whole_store = self::store();
+                let mut whole = built(&mut split_store, &ops);
+                let reference = built(&mut whole_store, &ops);
+                let suffix = whole.split_off(at);
+                assert_same(&whole, &built(&mut self::store(), &ops[..at]));
+                for k in 0..KEYS {
+                    let expected = reference.get(&key(k));
+                    match suffix.get(&key(k)) {
+                        Some(op) => prop_assert_eq!(Some(op), expected),
+                        None => prop_assert_eq!(whole.get(&key(k)), expected),
+                    }
+                }
+                prop_assert_eq!(suffix.ops_left(), 0);
+                prop_assert_eq!(suffix.superseded, 0);
+                split_store.apply(whole).unwrap();
+                split_store.apply(suffix).unwrap();
+                whole_store.apply(reference).unwrap();
+                for k in 0..KEYS {
+                    prop_assert_eq!(split_store.get_entry(&key(k)), whole_store.get_entry(&key(k)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn truncate_restores_an_overwritten_set_and_a_deleted_key() {
+        let mut store = store();
+        let mut batch = store.new_batch(8, 1024).unwrap();
+        batch.set(b"a", b"1").unwrap();
+        batch.delete(b"b").unwrap();
+        batch.set(b"a", b"2").unwrap();
+        batch.set(b"b", b"3").unwrap();
+        batch.delete(b"a").unwrap();
+        assert_eq!(batch.superseded, 3);
+        batch.truncate(2);
+        assert_eq!(
+            batch.get(b"a"),
+            Some(BatchOp::Set {
+                value: b"1",
+                expire_at_ms: None
+            })
+        );
+        assert_eq!(batch.get(b"b"), Some(BatchOp::Delete));
+        assert_eq!(batch.superseded, 0);
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch.bytes_left(), 1024 - 3);
+        batch.truncate(0);
+        assert!(batch.is_empty());
+        assert_eq!(batch.get(b"a"), None);
     }
 }

@@ -635,7 +635,6 @@ fn keep(views: &Views, head: &Head, drop_bottom: bool, now_ms: u64, meta: Meta) 
             meta.expire_at_ms(views.data[usize::from(head.input)]),
             now_ms,
         ),
-        Op::Superseded => unreachable!("superseded ops never reach a segment"),
     }
 }
 

@@ -65,6 +65,10 @@ pub(crate) enum Purpose {
     /// quota (the batch's own buffer goes back at once, so the net is zero),
     /// power-of-two sizes so it recycles.
     Reorder,
+    /// The ops a batch split off (`Batch::split_off`): exempt from the quota
+    /// (they were admitted in the batch, whose buffers go back when it is
+    /// applied right after), power-of-two sizes so they recycle.
+    Split,
 }
 
 impl Purpose {
@@ -81,7 +85,7 @@ impl Purpose {
 
     fn capacity<T>(self, len: usize) -> usize {
         match self {
-            Purpose::Batch | Purpose::Reorder => capacity_class::<T>(len),
+            Purpose::Batch | Purpose::Reorder | Purpose::Split => capacity_class::<T>(len),
             // Small merge outputs recycle like batch buffers (the many small
             // merges of new segments then reuse memory instead of faulting
             // in fresh pages); large ones, the bulk of a big store, are exact.

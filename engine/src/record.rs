@@ -9,6 +9,13 @@
 //! data[offset..] = [expire_at_ms: u64 LE, only if FLAG_EXPIRY] key value
 //! ```
 //!
+//! One flag, `FLAG_SUPERSEDED`, exists only inside an unapplied batch: it
+//! marks an op a later op on the same key replaced, keeping the op itself
+//! (set or delete) so that taking the later op back (`Batch::truncate`)
+//! restores it exactly. It never reaches a segment or a file: the code that
+//! lays ops out as a segment asserts that, and [`Meta::unpack_checked`]
+//! refuses it as an unknown flag.
+//!
 //! Records without expiry pay nothing for it. Every field has a defined
 //! little-endian byte form so `data` and `meta` can be written to a file and
 //! mapped back byte for byte; the crate refuses to build on big-endian targets
@@ -31,6 +38,9 @@ const KEY_LEN_SHIFT: u32 = VALUE_LEN_BITS;
 const OP_SHIFT: u32 = KEY_LEN_SHIFT + KEY_LEN_BITS;
 const FLAGS_SHIFT: u32 = OP_SHIFT + OP_BITS;
 const FLAG_EXPIRY: u64 = 1;
+/// Batch-internal (see the module docs); not part of the format.
+const FLAG_SUPERSEDED: u64 = 2;
+/// Flags a segment or file may hold.
 const FLAGS_KNOWN: u64 = FLAG_EXPIRY;
 
 const _: () = assert!(VALUE_LEN_MAX < 1 << VALUE_LEN_BITS);
@@ -41,9 +51,6 @@ const _: () = assert!(KEY_LEN_MAX < 1 << KEY_LEN_BITS);
 pub(crate) enum Op {
     Set = 1,
     Delete = 2,
-    /// Written only inside a batch, over an op that a later op on the same key
-    /// replaced; never reaches a segment.
-    Superseded = 3,
 }
 
 /// One record's meta, unpacked.
@@ -53,6 +60,8 @@ pub(crate) struct Meta {
     pub key_len: usize,
     pub value_len: usize,
     pub has_expiry: bool,
+    /// A later op in the same batch replaced this one (batch-internal).
+    pub superseded: bool,
     pub offset: usize,
 }
 
@@ -60,7 +69,9 @@ impl Meta {
     pub fn pack(self) -> [u64; 2] {
         debug_assert!(self.key_len <= KEY_LEN_MAX);
         debug_assert!(self.value_len <= VALUE_LEN_MAX);
-        let flags = if self.has_expiry { FLAG_EXPIRY } else { 0 };
+        let expiry = if self.has_expiry { FLAG_EXPIRY } else { 0 };
+        let superseded = if self.superseded { FLAG_SUPERSEDED } else { 0 };
+        let flags = expiry | superseded;
         let word = flags << FLAGS_SHIFT
             | (self.op as u64) << OP_SHIFT
             | (self.key_len as u64) << KEY_LEN_SHIFT
@@ -76,14 +87,14 @@ impl Meta {
         let op = match (word >> OP_SHIFT) & ((1 << OP_BITS) - 1) {
             1 => Op::Set,
             2 => Op::Delete,
-            3 => Op::Superseded,
-            _ => unreachable!("meta op 0 is never written"),
+            _ => unreachable!("meta ops 0 and 3 are never written"),
         };
         Meta {
             op,
             key_len: ((word >> KEY_LEN_SHIFT) & ((1 << KEY_LEN_BITS) - 1)) as usize,
             value_len: (word & ((1 << VALUE_LEN_BITS) - 1)) as usize,
             has_expiry: (word >> FLAGS_SHIFT) & FLAG_EXPIRY != 0,
+            superseded: (word >> FLAGS_SHIFT) & FLAG_SUPERSEDED != 0,
             offset: words[1] as usize,
         }
     }
@@ -209,6 +220,7 @@ pub(crate) fn append(
         key_len: key.len(),
         value_len: value.len(),
         has_expiry: expire_at_ms.is_some(),
+        superseded: false,
         offset,
     }
     .pack()
@@ -220,17 +232,18 @@ mod tests {
 
     #[test]
     fn meta_round_trips_at_the_limits() {
-        for (op, key_len, value_len, has_expiry) in [
-            (Op::Set, 0, 0, false),
-            (Op::Set, KEY_LEN_MAX, VALUE_LEN_MAX, true),
-            (Op::Delete, 1, 0, false),
-            (Op::Superseded, 17, 5, true),
+        for (op, key_len, value_len, has_expiry, superseded) in [
+            (Op::Set, 0, 0, false, false),
+            (Op::Set, KEY_LEN_MAX, VALUE_LEN_MAX, true, true),
+            (Op::Delete, 1, 0, false, true),
+            (Op::Set, 17, 5, true, false),
         ] {
             let meta = Meta {
                 op,
                 key_len,
                 value_len,
                 has_expiry,
+                superseded,
                 offset: usize::MAX >> 1,
             };
             assert_eq!(Meta::unpack(meta.pack()), meta);
@@ -258,15 +271,19 @@ mod tests {
             key_len: 1,
             value_len: 1,
             has_expiry: false,
+            superseded: false,
             offset: 0,
         };
         assert!(Meta::unpack_checked(good.pack(), 2).is_ok());
         assert!(Meta::unpack_checked(good.pack(), 1).is_err());
         let superseded = Meta {
-            op: Op::Superseded,
+            superseded: true,
             ..good
         };
         assert!(Meta::unpack_checked(superseded.pack(), 2).is_err());
+        let mut op_three = good.pack();
+        op_three[0] |= 3 << OP_SHIFT;
+        assert!(Meta::unpack_checked(op_three, 2).is_err());
         let mut words = good.pack();
         words[0] |= 1 << 63;
         assert!(Meta::unpack_checked(words, 2).is_err());

@@ -241,6 +241,7 @@ impl Segment {
             found
         })?;
         let meta = meta.expect("index found a position");
+        debug_assert!(!meta.superseded, "superseded ops never reach a segment");
         Some(match meta.op {
             Op::Set => Found::Set {
                 key: meta.key(data),
@@ -248,7 +249,6 @@ impl Segment {
                 expire_at_ms: meta.expire_at_ms(data),
             },
             Op::Delete => Found::Delete,
-            Op::Superseded => unreachable!("superseded ops never reach a segment"),
         })
     }
 

@@ -829,7 +829,7 @@ fn drop_superseded(meta: &mut Vec<u64>) {
     let mut kept = 0;
     for at in (0..meta.len()).step_by(META_WORDS) {
         let words = [meta[at], meta[at + 1]];
-        if Meta::unpack(words).op != Op::Superseded {
+        if !Meta::unpack(words).superseded {
             meta[kept] = words[0];
             meta[kept + 1] = words[1];
             kept += META_WORDS;

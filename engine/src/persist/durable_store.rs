@@ -1,7 +1,8 @@
 //! A core's store made durable: a [`Store`] plus its segment log.
 //!
 //! Every batch the store applies becomes one segment, and every segment is
-//! persisted as one commit of the log. The store is the only copy readers
+//! persisted as one commit of the log (or its ops were logged before it
+//! was applied, see below). The store is the only copy readers
 //! use: batches applied since open live in pooled memory, segments recovered
 //! at open are served from the file mapping, and `get`/`range` run the same
 //! code over both (moss).
@@ -11,10 +12,7 @@
 //!   fails, the segment is popped off the stack again, so an unacknowledged
 //!   write is never served after the error is returned. (While the sync is
 //!   in flight other tasks of the core may already read the batch, as Redis
-//!   clients may read a write whose AOF fsync is pending.) Group commit is
-//!   the caller's batch: the command layer puts every write of one network
-//!   round into one batch, so a round costs one segment and one fdatasync
-//!   however many connections wrote.
+//!   clients may read a write whose AOF fsync is pending.)
 //! - `async` ([`Durability::Async`]): `commit` only applies; applied
 //!   segments are written by [`DurableStore::flush`] (a timer every
 //!   `flush_interval_ms`, and shutdown), and inline by `commit` once the
@@ -23,15 +21,26 @@
 //!   pending and are retried; once the pending limit is reached new batches
 //!   are refused, which is the back-pressure a full disk exerts.
 //!
-//! Async mode may also log a batch it has not applied yet
+//! Either mode may also log a batch it has not applied yet
 //! ([`DurableStore::log_staged`]): the command layer keeps one batch open
 //! over many rounds (so the stack gets a few large segments a second, not
-//! one per round) and logs what arrived since the last flush as a commit of
-//! its own. Those commits are in the file but not in the stack until the
-//! batch is applied ([`DurableStore::apply_logged`]), so nothing that
-//! rebuilds the file from the stack (a compaction's install, `compact`) may
-//! run in between: a compaction that has copied everything waits for the
-//! apply ([`DurableStore::compaction_waits_for_apply`]).
+//! one per round) and logs the ops that arrived since the last log as a
+//! commit of its own: sync mode at the end of every round that wrote
+//! (group commit: one write and one fdatasync however many connections
+//! wrote), async mode within the flush interval. Those commits are in the
+//! file but not in the stack until the batch is applied
+//! ([`DurableStore::apply_logged`]), so nothing that rebuilds the file from
+//! the stack (a compaction's install, `compact`) may run in between: a
+//! compaction that has copied everything waits for the apply
+//! ([`DurableStore::compaction_waits_for_apply`]).
+//!
+//! Sync mode takes a round back when its log fails: the segments applied
+//! during the round (a batch that filled up, or one a snapshot needed) are
+//! popped, and the caller truncates the open batch to its logged ops
+//! ([`Batch::truncate`]). So a logged (acknowledged) op never shares a
+//! segment with an unlogged one: `apply_logged` splits a batch logged in
+//! part, the logged ops becoming a segment that needs no write and the
+//! rest an unpersisted one.
 //!
 //! Unpersisted segments are always the top of the stack: a maintenance
 //! step persists them before it lets the merger run (a merge could mix them
@@ -302,25 +311,55 @@ impl<L: FileLayer> DurableStore<L> {
         self.apply_logged(batch, 0, Instant::now())
     }
 
-    /// Async mode: makes the ops `from_op..` of `batch`, which is not
-    /// applied yet, durable as one commit (after any applied segments not yet
-    /// in the log, which are older). Readers keep finding them in the batch;
-    /// [`DurableStore::apply_logged`] applies it later.
+    /// Makes the ops `from_op..` of `batch`, which is not applied yet,
+    /// durable as one commit (after any applied segments not yet in the log,
+    /// which are older), with one write and one fdatasync. Readers keep
+    /// finding them in the batch; [`DurableStore::apply_logged`] applies it
+    /// later. With no new ops it persists the applied segments alone (and
+    /// costs nothing when there are none).
+    ///
+    /// On `Err` in sync mode nothing of it is acknowledged: the applied
+    /// segments not yet in the log are taken back (as by a failed
+    /// [`DurableStore::commit`]), and the caller takes the ops `from_op..`
+    /// back from the batch ([`Batch::truncate`]). In async mode everything
+    /// stays pending and the caller retries.
     pub async fn log_staged(&mut self, batch: &Batch, from_op: usize) -> Result<(), PersistError> {
-        assert!(
-            matches!(self.config.durability, Durability::Async { .. }),
-            "sync mode persists each round's batch as it applies it"
-        );
-        if self.rewrite_needed {
-            // After a clear the file must lose the old contents first.
-            self.rewrite_current().await?;
-        }
         batch.sorted_ops_since(from_op, &mut self.staged_meta, &mut self.staged_data);
-        if self.staged_meta.is_empty() {
+        let result = self.write_staged().await;
+        if result.is_err() && self.config.durability == Durability::Sync {
+            self.take_back_unpersisted();
+        }
+        result
+    }
+
+    /// Writes what `log_staged` laid out, after the unpersisted segments.
+    async fn write_staged(&mut self) -> Result<(), PersistError> {
+        let staged = !self.staged_meta.is_empty();
+        if self.rewrite_needed {
+            // After a clear the file must lose the old contents first: the
+            // rewrite carries the stack and the staged ops at once.
+            self.compaction_abandon().await;
+            let snapshot = self.store.snapshot();
+            let staged_commit = staged.then_some((&self.staged_meta[..], &self.staged_data[..]));
+            self.log
+                .rewrite(
+                    snapshot
+                        .segments()
+                        .map(|(data, meta)| (meta, data))
+                        .chain(staged_commit),
+                )
+                .await?;
+            self.rewrite_needed = false;
+            self.unpersisted = 0;
+            self.unpersisted_since = None;
+        } else if staged {
+            self.append_unpersisted(true).await?;
+        } else {
             return self.persist_pending().await;
         }
-        self.append_unpersisted(true).await?;
-        self.staged_commits += 1;
+        if staged {
+            self.staged_commits += 1;
+        }
         Ok(())
     }
 
@@ -329,9 +368,14 @@ impl<L: FileLayer> DurableStore<L> {
     /// needs no write of its own; otherwise it is persisted like any applied
     /// batch, within the interval from `staged_at` (its oldest op not in
     /// the log). Refused like [`DurableStore::apply_pending`].
+    ///
+    /// Sync mode takes the unlogged ops back if the disk refuses them, so
+    /// they must not share a segment with logged (acknowledged) ones: a
+    /// batch logged in part is split, its logged ops applied as a segment of
+    /// their own and the rest as an unpersisted one.
     pub fn apply_logged(
         &mut self,
-        batch: Batch,
+        mut batch: Batch,
         logged_ops: usize,
         staged_at: Instant,
     ) -> Result<(), PersistError> {
@@ -341,6 +385,20 @@ impl<L: FileLayer> DurableStore<L> {
                 max: UNPERSISTED_SEGMENTS_MAX,
             });
         }
+        let sync = self.config.durability == Durability::Sync;
+        // Sync mode logs at the end of every round, persisting the round's
+        // applied segments with it: a batch logged in part is the round's
+        // first to be applied.
+        assert!(
+            !sync || logged_ops == 0 || self.unpersisted == 0,
+            "sync mode: a logged batch above {} unpersisted segments",
+            self.unpersisted
+        );
+        let unlogged = if sync && 0 < logged_ops && logged_ops < batch.len() {
+            Some(batch.split_off(logged_ops))
+        } else {
+            None
+        };
         if logged_ops == batch.len() && self.unpersisted == 0 {
             self.store.apply(batch).map_err(PersistError::Engine)?;
         } else {
@@ -351,6 +409,9 @@ impl<L: FileLayer> DurableStore<L> {
             // with the unpersisted segments every rewrite writes first).
             // One batch at a time is logged before it is applied: this one.
             self.staged_commits = 0;
+        }
+        if let Some(unlogged) = unlogged {
+            self.apply_counted(unlogged, staged_at)?;
         }
         Ok(())
     }
@@ -381,12 +442,7 @@ impl<L: FileLayer> DurableStore<L> {
             Durability::Sync => {
                 let result = self.commit_sync(batch).await;
                 if result.is_err() {
-                    // Not acknowledged, so never served.
-                    while self.unpersisted > 0 {
-                        assert!(self.store.pop_newest_segment());
-                        self.unpersisted -= 1;
-                    }
-                    self.unpersisted_since = None;
+                    self.take_back_unpersisted();
                 }
                 result
             }
@@ -408,6 +464,17 @@ impl<L: FileLayer> DurableStore<L> {
                 Ok(())
             }
         }
+    }
+
+    /// Sync mode, after a failed write: the applied segments not in the log
+    /// were not acknowledged, so they are never served.
+    fn take_back_unpersisted(&mut self) {
+        debug_assert_eq!(self.config.durability, Durability::Sync);
+        while self.unpersisted > 0 {
+            assert!(self.store.pop_newest_segment());
+            self.unpersisted -= 1;
+        }
+        self.unpersisted_since = None;
     }
 
     async fn commit_sync(&mut self, batch: Option<Batch>) -> Result<(), PersistError> {

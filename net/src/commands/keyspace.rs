@@ -6,8 +6,10 @@
 //!
 //! ## Group commit
 //! Every write of one network round is staged into ONE pending engine batch,
-//! applied atomically by [`Keyspace::commit`] at the end of the round (the
-//! network loop sends the round's replies only after that). Point reads look
+//! made durable (sync mode) or applied (memory) by [`Keyspace::commit`] at
+//! the end of the round (the network loop sends the round's replies only
+//! after that); a durable keyspace keeps the batch open over rounds (see
+//! Durability). Point reads look
 //! at the pending batch first and the store second, so a pipeline reads its
 //! own writes. Commands that walk the store in key order (`SCAN`, `KEYS`,
 //! `TRANGE`, `DBSIZE`, ...) first [`Keyspace::flush`] the pending batch: they
@@ -18,41 +20,43 @@
 //! an idle core's segments stay small.
 //!
 //! ## Durability (a keyspace opened with [`Keyspace::open`])
-//! The store is the core's `DurableStore`. [`Keyspace::commit`] hands the
-//! round's batch to `DurableStore::commit`: in sync mode it returns after the
-//! segment holding the round's writes is written and fdatasynced, so one
-//! round costs one segment and one sync however many connections wrote
-//! (group commit), and the network loop sends replies only after it. A batch
-//! flushed before the end of its round (it filled up, or a `SCAN`/`KEYS`
-//! needed a snapshot) is applied in memory at once and persisted by the same
-//! commit, or taken back with it. When the disk fails (ENOSPC, EIO) the
-//! commit returns the error and none of the round's writes stay applied:
-//! the command layer then answers every request of the round with the error
-//! (`Shard`'s `round_failed`), reads included, because a read in the round
-//! may have seen a write that is now gone. In async mode a commit only
-//! applies; the store flushes when its interval is due (a round, or the
-//! loop's idle wake-up) and at shutdown. `FLUSHDB` clears memory at once and
-//! the file is rewritten by the next commit; sync mode persists nothing newer
-//! until that rewrite succeeds.
-//!
-//! ## Async mode: one batch for many rounds
-//! In async mode a write is acknowledged once it is staged (reads see the
-//! pending batch), so the batch need not become a segment at the end of its
-//! round. It stays open over rounds, like an LSM's memtable, and is applied
-//! only when it fills up (its budgets double while it keeps filling, up to
-//! [`BATCH_OPS_HINT_MAX`]) or a command needs a snapshot. Durability does not
-//! wait for that: once the oldest write not yet on disk is half the flush
-//! interval old ([`COALESCE_INTERVAL_DIVISOR`]), the commit logs the ops that
-//! arrived since the last time as one commit of the file
-//! (`DurableStore::log_staged`), so a write reaches the disk within the
-//! interval, and the batch's segment needs no write of its own when applied.
+//! The store is the core's `DurableStore`. In both modes the pending batch
+//! stays open over many rounds, like an LSM's memtable, and is applied only
+//! when it fills up (its budgets double while it keeps filling, up to
+//! [`BATCH_OPS_HINT_MAX`] and [`BATCH_BYTES_HINT_MAX`]) or a command needs a
+//! snapshot; the ops that arrived since the last time are written to the
+//! log as one commit (`DurableStore::log_staged`), and the batch's segment
+//! needs no write of its own when it is applied (`apply_logged`).
 //!
 //! Measured at pipeline 16: a segment per round (about 1,700 a second) kept
 //! the merger behind, the stack at its 64-segment limit and every GET
 //! probing dozens of segments (p99 17 ms); applying every half interval
 //! still made 200 small segments a second and cost the merger about 0.9 us
-//! per written record, against about 0.2 us for 16k-op segments. Sync mode
-//! cannot wait: each round is one segment and one fdatasync.
+//! per written record, against about 0.2 us for 16k-op segments.
+//!
+//! ### Sync mode: one write and one fdatasync per round that wrote
+//! [`Keyspace::commit`] logs the round's new ops (after any batch of the
+//! round applied early, which is persisted with them) with one write and
+//! one fdatasync, and returns only then, so the network loop sends the
+//! round's replies after the writes are durable, however many connections
+//! wrote (group commit). A round of reads costs no write. When the disk
+//! fails (ENOSPC, EIO) the commit returns the error and none of the round's
+//! writes stay: the store takes back the segments the round applied, and
+//! the open batch is truncated to the ops earlier rounds logged
+//! (`Batch::truncate`), so a key the round overwrote or deleted shows its
+//! acknowledged value again. The command layer then answers every request
+//! of the round with the error (`Shard`'s `round_failed`), reads included,
+//! because a read in the round may have seen a write that is now gone.
+//! `FLUSHDB` clears memory at once and the file is rewritten by the next
+//! commit; sync mode persists nothing newer until that rewrite succeeds.
+//!
+//! ### Async mode: acknowledged once staged
+//! In async mode a write is acknowledged once it is staged (reads see the
+//! pending batch). Durability does not wait for the batch's apply: once the
+//! oldest write not yet on disk is half the flush interval old
+//! ([`COALESCE_INTERVAL_DIVISOR`]), the commit logs the ops that arrived
+//! since the last time, so a write reaches the disk within the interval. A
+//! disk error leaves them staged and the log is retried.
 //!
 //! A keyspace made with [`Keyspace::new`] lives in memory only: the command
 //! layer's tests and benches, which drive rounds without an executor.
@@ -177,10 +181,10 @@ pub struct Keyspace {
     batch_bytes_hint: usize,
     /// The byte budget the pending batch was opened with.
     pending_bytes_max: usize,
-    /// When the oldest write not yet in the log was staged (async mode; in
-    /// sync mode the pending batch's first write).
+    /// When the oldest write not yet in the log was staged.
     unlogged_since: Option<Instant>,
-    /// Ops of the pending batch already in the log (async mode).
+    /// Ops of the pending batch already in the log: acknowledged in sync
+    /// mode, so a failed round truncates the batch back to them.
     logged_ops: usize,
     pub counters: KeyspaceCounters,
 }
@@ -535,11 +539,10 @@ impl Keyspace {
         Some(batch)
     }
 
-    /// End of a round: apply the round's writes and (per the durability
-    /// mode) make them durable, and advance the clock ([`Keyspace::maintain`]
-    /// does the background work after the replies are sent). On `Err` none
-    /// of the round's writes were applied (sync mode) or accepted (async
-    /// mode's back-pressure), and none will be served.
+    /// End of a round: make the round's writes durable (sync mode; memory:
+    /// apply them), and advance the clock ([`Keyspace::maintain`] does the
+    /// background work after the replies are sent). On `Err` (sync mode)
+    /// none of the round's writes stay, and none will be served.
     pub async fn commit(&mut self, now_ms: u64) -> Result<(), PersistError> {
         let result = match &self.backing {
             Backing::Memory(_) => {
@@ -551,22 +554,7 @@ impl Keyspace {
                 self.commit_async().await;
                 Ok(())
             }
-            Backing::Durable(_) => {
-                let batch = self.take_pending();
-                let ops = batch.as_ref().map_or(0, |batch| batch.len() as u64);
-                let Backing::Durable(durable) = &mut self.backing else {
-                    unreachable!("matched above");
-                };
-                let committed = match batch {
-                    Some(batch) => durable.commit(batch).await,
-                    None => durable.commit_pending().await,
-                };
-                if committed.is_ok() && ops > 0 {
-                    self.counters.batches_applied += 1;
-                    self.counters.writes_applied += ops;
-                }
-                committed
-            }
+            Backing::Durable(_) => self.commit_sync().await,
         };
         if result.is_err() {
             self.counters.commit_failures += 1;
@@ -575,6 +563,34 @@ impl Keyspace {
             self.store_mut().set_now_ms(now_ms);
         }
         result
+    }
+
+    /// Sync mode's end of a round: the ops staged since the last round (and
+    /// any batch of this round applied before its end) are written and
+    /// fdatasynced as one commit before the round's replies go out; the
+    /// batch stays open (see the module docs). A round that wrote nothing
+    /// costs no write. On `Err` the round's ops are taken back from the open
+    /// batch (the store takes back its applied segments), so none of them
+    /// is ever served, while the earlier rounds' ops stay.
+    async fn commit_sync(&mut self) -> Result<(), PersistError> {
+        let Backing::Durable(durable) = &mut self.backing else {
+            unreachable!("sync mode is durable");
+        };
+        let logged = match self.pending.as_ref() {
+            Some(batch) if batch.len() > self.logged_ops => {
+                durable.log_staged(batch, self.logged_ops).await
+            }
+            _ => durable.commit_pending().await,
+        };
+        self.unlogged_since = None;
+        match (&logged, self.pending.as_mut()) {
+            (Ok(()), Some(batch)) => self.logged_ops = batch.len(),
+            (Err(_), Some(batch)) if self.logged_ops > 0 => batch.truncate(self.logged_ops),
+            // Nothing of the batch is acknowledged: its buffers go back.
+            (Err(_), Some(_)) => self.pending = None,
+            (_, None) => debug_assert_eq!(self.logged_ops, 0),
+        }
+        logged
     }
 
     /// Async mode's end of a round: the pending batch stays open (see the
