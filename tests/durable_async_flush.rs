@@ -3,23 +3,14 @@
 
 mod durable_support;
 
-use durable_support::{dump, fresh_dir, run, sets, store_config};
-use tessera_engine::{DataDir, Durability, DurableConfig, DurableStore};
+use durable_support::{async_config, dump, fresh_dir, open_core0, run, sets};
 
 #[test]
 fn async_mode_persists_on_flush_and_clear_is_durable() {
     let root = fresh_dir("durable-reopen-async");
     run(async move {
-        let data_dir = DataDir::open_or_create(&root, 1).unwrap();
-        let config = DurableConfig {
-            durability: Durability::Async {
-                flush_interval_ms: 10_000,
-            },
-            ..DurableConfig::default()
-        };
-        let (mut durable, _) = DurableStore::open(&data_dir, 0, config.clone(), store_config())
-            .await
-            .unwrap();
+        let config = async_config(10_000);
+        let mut durable = open_core0(&root, config.clone()).await;
         for i in 0..5u8 {
             let batch = sets(&mut durable, &[(&[b'a', i], b"v")]);
             durable.commit(batch).await.unwrap();
@@ -32,9 +23,7 @@ fn async_mode_persists_on_flush_and_clear_is_durable() {
         durable.commit(batch).await.unwrap();
         drop(durable);
 
-        let (mut durable, _) = DurableStore::open(&data_dir, 0, config.clone(), store_config())
-            .await
-            .unwrap();
+        let mut durable = open_core0(&root, config.clone()).await;
         assert_eq!(durable.store().len(), 5);
         assert_eq!(durable.store().get(b"lost"), None);
         durable.clear().await.unwrap();
@@ -49,9 +38,7 @@ fn async_mode_persists_on_flush_and_clear_is_durable() {
         );
         durable.close().await.unwrap();
 
-        let (durable, _) = DurableStore::open(&data_dir, 0, config, store_config())
-            .await
-            .unwrap();
+        let durable = open_core0(&root, config).await;
         assert_eq!(
             dump(&durable),
             vec![

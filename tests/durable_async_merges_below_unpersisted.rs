@@ -8,24 +8,16 @@ mod durable_support;
 
 use std::time::Duration;
 
-use durable_support::{dump, fresh_dir, run, sets, store_config};
-use tessera_engine::{DataDir, Durability, DurableConfig, DurableStore};
+use durable_support::{async_config, dump, fresh_dir, open_core0, run, sets};
+use tessera_engine::DurableStore;
 
 #[test]
 fn written_segments_merge_under_unwritten_ones() {
     let root = fresh_dir("durable-async-merges-below");
     run(async move {
-        let data_dir = DataDir::open_or_create(&root, 1).unwrap();
-        let config = DurableConfig {
-            // Never due during the test: only explicit flushes write.
-            durability: Durability::Async {
-                flush_interval_ms: 60_000,
-            },
-            ..DurableConfig::default()
-        };
-        let (mut durable, _) = DurableStore::open(&data_dir, 0, config.clone(), store_config())
-            .await
-            .unwrap();
+        // Never due during the test: only explicit flushes write.
+        let config = async_config(60_000);
+        let mut durable = open_core0(&root, config.clone()).await;
         let mut next = 0u32;
         let mut commit_batches = |durable: &mut DurableStore, count: usize| {
             let batches: Vec<_> = (0..count)
@@ -73,9 +65,7 @@ fn written_segments_merge_under_unwritten_ones() {
         assert_eq!(expected.len(), 17);
         durable.flush().await.unwrap();
         drop(durable);
-        let (durable, _) = DurableStore::open(&data_dir, 0, config, store_config())
-            .await
-            .unwrap();
+        let durable = open_core0(&root, config).await;
         assert_eq!(dump(&durable), expected);
     });
 }

@@ -4,23 +4,15 @@
 
 mod durable_support;
 
-use durable_support::{fresh_dir, run, sets, store_config};
-use tessera_engine::{DataDir, Durability, DurableConfig, DurableStore, STACK_HEIGHT_LIMIT};
+use durable_support::{async_config, fresh_dir, open_core0, run, sets};
+use tessera_engine::STACK_HEIGHT_LIMIT;
 
 #[test]
 fn writes_past_the_stack_limit_without_maintenance() {
     let root = fresh_dir("durable-async-stall");
     run(async move {
-        let data_dir = DataDir::open_or_create(&root, 1).unwrap();
-        let config = DurableConfig {
-            durability: Durability::Async {
-                flush_interval_ms: 60_000,
-            },
-            ..DurableConfig::default()
-        };
-        let (mut durable, _) = DurableStore::open(&data_dir, 0, config.clone(), store_config())
-            .await
-            .unwrap();
+        let config = async_config(60_000);
+        let mut durable = open_core0(&root, config.clone()).await;
         let batches = STACK_HEIGHT_LIMIT * 3;
         for i in 0..batches {
             let key = format!("key-{i:04}").into_bytes();
@@ -30,9 +22,7 @@ fn writes_past_the_stack_limit_without_maintenance() {
         durable.flush().await.unwrap();
         assert_eq!(durable.store().len(), batches);
         drop(durable);
-        let (durable, _) = DurableStore::open(&data_dir, 0, config, store_config())
-            .await
-            .unwrap();
+        let durable = open_core0(&root, config).await;
         assert_eq!(durable.store().len(), batches);
     });
 }

@@ -8,7 +8,7 @@
 mod support;
 
 use std::time::{Duration, Instant};
-use support::{port_for_key, Client, Server, Tmpfs};
+use support::{port_for_key, Client, Server, SmallDisk};
 
 const BASE_PORT: u16 = 16070;
 const VALUE_LEN: usize = 64 * 1024;
@@ -24,12 +24,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[test]
 fn a_full_disk_bounds_async_writes_and_loses_none_it_acknowledged() {
-    let mount_point =
-        std::env::temp_dir().join(format!("tessera-async-disk-full-{}", std::process::id()));
-    let tmpfs = Tmpfs::mount(&mount_point, TMPFS_SIZE);
-    let data_dir = tmpfs.path.join("data");
-    let filler = tmpfs.path.join("filler");
-    std::fs::write(&filler, vec![0u8; FILLER_BYTES]).unwrap();
+    let disk = SmallDisk::mount("async-disk-full", TMPFS_SIZE, FILLER_BYTES);
+    let (data_dir, filler) = (disk.data_dir.clone(), disk.filler.clone());
     let flags = ["--durability", "async", "--flush-interval-ms", "5"];
 
     let server = Server::start_in(BASE_PORT, data_dir.clone(), &flags);
@@ -105,5 +101,5 @@ fn a_full_disk_bounds_async_writes_and_loses_none_it_acknowledged() {
     assert_eq!(client.read_bulk(), Some(b"small".to_vec()));
     drop(client);
     drop(_restarted);
-    drop(tmpfs);
+    drop(disk);
 }

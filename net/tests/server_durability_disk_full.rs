@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::{port_for_key, Client, Server, Tmpfs};
+use support::{port_for_key, Client, Server, SmallDisk};
 
 const BASE_PORT: u16 = 16060;
 const VALUE_LEN: usize = 64 * 1024;
@@ -17,12 +17,8 @@ const WRITES_MAX: usize = 64;
 
 #[test]
 fn a_full_disk_fails_writes_not_reads_and_recovers() {
-    let mount_point =
-        std::env::temp_dir().join(format!("tessera-disk-full-{}", std::process::id()));
-    let tmpfs = Tmpfs::mount(&mount_point, "size=2m");
-    let data_dir = tmpfs.path.join("data");
-    let filler = tmpfs.path.join("filler");
-    std::fs::write(&filler, vec![0u8; FILLER_BYTES]).unwrap();
+    let disk = SmallDisk::mount("disk-full", "size=2m", FILLER_BYTES);
+    let (data_dir, filler) = (disk.data_dir.clone(), disk.filler.clone());
 
     let server = Server::start_in(BASE_PORT, data_dir.clone(), &["--durability", "sync"]);
     let port = port_for_key(BASE_PORT, 2, b"{full}0");
@@ -86,5 +82,5 @@ fn a_full_disk_fails_writes_not_reads_and_recovers() {
     assert_eq!(client.read_bulk(), None);
     drop(client);
     drop(_restarted);
-    drop(tmpfs);
+    drop(disk);
 }

@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::{encode, port_for_key, Client, Server, Tmpfs};
+use support::{encode, port_for_key, Client, Server, SmallDisk};
 
 const BASE_PORT: u16 = 16200;
 /// Freed to let writes succeed again.
@@ -19,12 +19,8 @@ const FILL_WRITES_MAX: usize = 4096;
 
 #[test]
 fn a_refused_round_is_taken_back_from_the_open_batch() {
-    let mount_point =
-        std::env::temp_dir().join(format!("tessera-sync-open-batch-{}", std::process::id()));
-    let tmpfs = Tmpfs::mount(&mount_point, "size=2m");
-    let data_dir = tmpfs.path.join("data");
-    let filler = tmpfs.path.join("filler");
-    std::fs::write(&filler, vec![0u8; FILLER_BYTES]).unwrap();
+    let disk = SmallDisk::mount("sync-open-batch", "size=2m", FILLER_BYTES);
+    let (data_dir, filler) = (disk.data_dir.clone(), disk.filler.clone());
 
     let server = Server::start_in(BASE_PORT, data_dir.clone(), &["--durability", "sync"]);
     let port = port_for_key(BASE_PORT, 2, b"{open}");
@@ -92,5 +88,5 @@ fn a_refused_round_is_taken_back_from_the_open_batch() {
     }
     drop(client);
     drop(_restarted);
-    drop(tmpfs);
+    drop(disk);
 }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use glommio::LocalExecutorBuilder;
 use tessera_engine::{
-    Batch, DurableConfig, DurableStore, FaultPlan, FaultyLayer, FileLayer, PersistError,
-    StoreConfig,
+    Batch, DataDir, Durability, DurableConfig, DurableStore, FaultPlan, FaultyLayer, FileLayer,
+    PersistError, StoreConfig,
 };
 
 /// Runs `future` on a fresh single-core executor.
@@ -62,6 +62,23 @@ pub fn is_disk_error(error: &PersistError) -> bool {
         error,
         PersistError::DiskFull { .. } | PersistError::Io { .. }
     )
+}
+
+/// The config of an async-mode store flushing every `flush_interval_ms`.
+pub fn async_config(flush_interval_ms: u64) -> DurableConfig {
+    DurableConfig {
+        durability: Durability::Async { flush_interval_ms },
+        ..DurableConfig::default()
+    }
+}
+
+/// Opens (or reopens) core 0's store of a one-core data dir at `root`.
+pub async fn open_core0(root: &Path, config: DurableConfig) -> DurableStore {
+    let data_dir = DataDir::open_or_create(root, 1).unwrap();
+    let (durable, _) = DurableStore::open(&data_dir, 0, config, store_config())
+        .await
+        .unwrap();
+    durable
 }
 
 /// Opens core 0's store in `dir` through a [`FaultyLayer`]; the returned

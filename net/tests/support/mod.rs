@@ -301,6 +301,32 @@ impl Tmpfs {
     }
 }
 
+/// A small disk for a server's data (see [`Tmpfs`]) with `filler_bytes`
+/// of it taken by a file a test deletes to free space again.
+pub struct SmallDisk {
+    pub data_dir: PathBuf,
+    pub filler: PathBuf,
+    /// Unmounted last, after the test's server is gone.
+    _tmpfs: Tmpfs,
+}
+
+impl SmallDisk {
+    /// A tmpfs of `size_option` under the temp dir, named after `name`
+    /// and this process.
+    pub fn mount(name: &str, size_option: &str, filler_bytes: usize) -> SmallDisk {
+        let mount_point =
+            std::env::temp_dir().join(format!("tessera-{name}-{}", std::process::id()));
+        let tmpfs = Tmpfs::mount(&mount_point, size_option);
+        let filler = tmpfs.path.join("filler");
+        std::fs::write(&filler, vec![0u8; filler_bytes]).unwrap();
+        SmallDisk {
+            data_dir: tmpfs.path.join("data"),
+            filler,
+            _tmpfs: tmpfs,
+        }
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
