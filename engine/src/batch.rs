@@ -22,7 +22,7 @@
 
 use crate::index::{hash_key, prefetch_read};
 use crate::pool::{Pool, Purpose};
-use crate::record::{append, compare_keys, Meta, Op, META_WORDS};
+use crate::record::{append, compare_keys, key_prefix, Meta, Op, META_WORDS};
 use crate::{Error, KEY_LEN_MAX, VALUE_LEN_MAX};
 use std::rc::Rc;
 
@@ -398,14 +398,46 @@ impl Batch {
     }
 }
 
+/// [`sort_and_pack`]'s scratch: each op's key prefix and position, and a
+/// copy of the metas to permute from.
+type SortScratch = (Vec<(u128, u32)>, Vec<[u64; 2]>);
+
+thread_local! {
+    /// Kept per thread (a store never leaves its thread) so a steady stream
+    /// of batches allocates nothing; it grows to the largest batch sorted,
+    /// at most `batch_ops_max` ops (40 bytes an op).
+    static SORT_SCRATCH: std::cell::RefCell<SortScratch> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
 /// Sorts `pairs` (packed metas of distinct keys) by key and copies their
 /// records from `data` into `out` in that order, pointing each meta at its
 /// copy: segments read sequentially in both `meta` and `data`.
 pub(crate) fn sort_and_pack(pairs: &mut [[u64; 2]], data: &[u8], out: &mut Vec<u8>) {
-    // Keys are unique (replaced ops are gone): an unstable sort is exact,
-    // and it needs no scratch buffer.
-    pairs.sort_unstable_by(|a, b| {
-        compare_keys(Meta::unpack(*a).key(data), Meta::unpack(*b).key(data))
+    SORT_SCRATCH.with(|scratch| {
+        let (keyed, copy) = &mut *scratch.borrow_mut();
+        // Each key's prefix, read in arrival order (sequential in `data`),
+        // so comparisons are integer ones that touch neither `meta` nor
+        // `data` unless two prefixes tie: comparing through the metas took
+        // 5.6 % of a server core, most of it cache misses in `data`.
+        assert!(pairs.len() <= u32::MAX as usize);
+        keyed.clear();
+        keyed.extend(pairs.iter().enumerate().map(|(at, pair)| {
+            let meta = Meta::unpack(*pair);
+            (key_prefix(data, meta.key_offset(), meta.key_len), at as u32)
+        }));
+        // Keys are unique (replaced ops are gone): an unstable sort is exact.
+        keyed.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| {
+                let key = |at: u32| Meta::unpack(pairs[at as usize]).key(data);
+                compare_keys(key(a.1), key(b.1))
+            })
+        });
+        copy.clear();
+        copy.extend_from_slice(pairs);
+        for (pair, &(_, at)) in pairs.iter_mut().zip(keyed.iter()) {
+            *pair = copy[at as usize];
+        }
     });
     for pair in pairs.iter_mut() {
         let meta = Meta::unpack(*pair);

@@ -37,7 +37,7 @@ use crate::cpu_clock::{ClockPair, CpuDeadline};
 use crate::heap::CursorHeap;
 use crate::index::{hash_key, slots_for, HashIndex};
 use crate::pool::{advise_huge_pages, Pool, Purpose};
-use crate::record::{compare_keys, is_expired, Meta, Op, META_WORDS};
+use crate::record::{compare_keys, is_expired, key_prefix, Meta, Op, META_WORDS, PREFIX_BYTES};
 use crate::segment::Segment;
 use crate::STACK_HEIGHT_LIMIT;
 use std::ops::Range;
@@ -161,10 +161,6 @@ impl Output {
     }
 }
 
-/// Key bytes a [`Head`] holds as an integer: 16 covers typical keys whole
-/// (`user:1234567890`, `key:000000012345`), which then never compare bytes.
-const PREFIX_BYTES: usize = 16;
-
 /// One input's head record as the merge heap sees it.
 #[derive(Clone, Copy, Default)]
 struct Head {
@@ -209,25 +205,6 @@ impl Head {
             && self.key_len == other.key_len
             && (self.key_len as usize <= PREFIX_BYTES || self.tail(views) == other.tail(views))
     }
-}
-
-/// The first [`PREFIX_BYTES`] of the `len`-byte key at `data[at..]`, as
-/// [`Head::prefix`] holds them.
-#[inline]
-fn key_prefix(data: &[u8], at: usize, len: usize) -> u128 {
-    if let Some(bytes) = data.get(at..at + PREFIX_BYTES) {
-        // One load of 16 bytes (the key and whatever follows it), with the
-        // bytes past the key masked off.
-        let word = u128::from_be_bytes(bytes.try_into().expect("PREFIX_BYTES bytes"));
-        if len >= PREFIX_BYTES {
-            return word;
-        }
-        return word & !(u128::MAX >> (8 * len));
-    }
-    let len = len.min(PREFIX_BYTES);
-    let mut bytes = [0u8; PREFIX_BYTES];
-    bytes[..len].copy_from_slice(&data[at..at + len]);
-    u128::from_be_bytes(bytes)
 }
 
 /// The inputs' `data` and `meta`, looked up once per step.

@@ -3,12 +3,16 @@
 /// Number of hash slots in a Redis Cluster.
 pub const SLOT_COUNT: u16 = 16384;
 
-/// CRC16/XMODEM lookup table (polynomial 0x1021, init 0, no reflection, no
-/// final xor), built at compile time so no start-up work is needed.
-const CRC16_TABLE: [u16; 256] = build_crc16_table();
+/// CRC16/XMODEM tables (polynomial 0x1021, init 0, no reflection, no final
+/// xor), built at compile time so no start-up work is needed:
+/// `CRC16_TABLES[k][x]` is what byte `x` followed by `k` zero bytes adds to
+/// the CRC. Eight bytes then cost eight independent lookups instead of a
+/// chain of eight dependent ones: every request hashes its key, and the
+/// byte-at-a-time loop was 4 % of a server core at pipeline 16.
+const CRC16_TABLES: [[u16; 256]; 8] = build_crc16_tables();
 
-const fn build_crc16_table() -> [u16; 256] {
-    let mut table = [0u16; 256];
+const fn build_crc16_tables() -> [[u16; 256]; 8] {
+    let mut tables = [[0u16; 256]; 8];
     let mut i = 0;
     while i < 256 {
         let mut crc = (i as u16) << 8;
@@ -21,17 +25,43 @@ const fn build_crc16_table() -> [u16; 256] {
             };
             bit += 1;
         }
-        table[i] = crc;
+        tables[0][i] = crc;
         i += 1;
     }
-    table
+    // One more zero byte after the contribution: a byte step with input 0.
+    let mut k = 1;
+    while k < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let previous = tables[k - 1][i];
+            tables[k][i] = (previous << 8) ^ tables[0][(previous >> 8) as usize];
+            i += 1;
+        }
+        k += 1;
+    }
+    tables
 }
 
 /// CRC16/XMODEM of `bytes`, the checksum Redis Cluster hashes keys with.
 pub fn crc16(bytes: &[u8]) -> u16 {
+    let t = &CRC16_TABLES;
     let mut crc: u16 = 0;
-    for &b in bytes {
-        crc = (crc << 8) ^ CRC16_TABLE[(((crc >> 8) as u8) ^ b) as usize];
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        // The CRC so far is two bytes that fold into the first two.
+        let high = (crc >> 8) as u8 ^ c[0];
+        let low = crc as u8 ^ c[1];
+        crc = t[7][high as usize]
+            ^ t[6][low as usize]
+            ^ t[5][c[2] as usize]
+            ^ t[4][c[3] as usize]
+            ^ t[3][c[4] as usize]
+            ^ t[2][c[5] as usize]
+            ^ t[1][c[6] as usize]
+            ^ t[0][c[7] as usize];
+    }
+    for &b in chunks.remainder() {
+        crc = (crc << 8) ^ t[0][(((crc >> 8) as u8) ^ b) as usize];
     }
     crc
 }
@@ -97,6 +127,36 @@ mod tests {
     #[test]
     fn crc16_reference_vector() {
         assert_eq!(crc16(b"123456789"), 0x31C3);
+    }
+
+    /// The bitwise definition, one bit at a time.
+    fn crc16_bitwise(bytes: &[u8]) -> u16 {
+        let mut crc: u16 = 0;
+        for &b in bytes {
+            crc ^= (b as u16) << 8;
+            for _ in 0..8 {
+                crc = if crc & 0x8000 != 0 {
+                    (crc << 1) ^ 0x1021
+                } else {
+                    crc << 1
+                };
+            }
+        }
+        crc
+    }
+
+    #[test]
+    fn crc16_matches_the_bitwise_definition_at_every_length() {
+        let mut bytes = Vec::new();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 0..=70 {
+            assert_eq!(crc16(&bytes), crc16_bitwise(&bytes), "length {len}");
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            bytes.push((state >> 56) as u8);
+        }
+        assert_eq!(crc16(&[0xff; 8]), crc16_bitwise(&[0xff; 8]));
     }
 
     #[test]
