@@ -37,7 +37,11 @@ compare:
 	$(CARGO) build --release -p tessera-net --bins
 	scripts/compare.sh
 
-# 1,000 SIGKILL cycles of a sync-mode writer (make test runs 25).
+# 1,000 SIGKILL cycles of a sync-mode writer on the engine (make test runs
+# 25), then 200 of the whole server killed mid-stream (make test runs 4).
 CRASH_CYCLES ?= 1000
+SERVER_CRASH_CYCLES ?= 200
 crash-test:
 	TESSERA_CRASH_CYCLES=$(CRASH_CYCLES) $(CARGO) test --release --test durable_crash -- --nocapture
+	TESSERA_SERVER_CRASH_CYCLES=$(SERVER_CRASH_CYCLES) $(CARGO) test --release -p tessera-net \
+		--test server_durability_sync_kill_cycles -- --nocapture
