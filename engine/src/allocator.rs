@@ -13,17 +13,19 @@
 //!
 //! [`retain_freed_memory`] makes a process keep freed memory instead:
 //!
-//! - `M_MMAP_THRESHOLD` at its maximum: every buffer comes from the heap,
-//!   where freed space is coalesced and handed out again with its pages
-//!   still mapped;
+//! - `M_MMAP_THRESHOLD` at 1 GiB: every buffer below it comes from the
+//!   heap, where freed space is coalesced and handed out again with its
+//!   pages still mapped (a bigger one keeps its own mapping, and its pages
+//!   are still released in chunks before it is freed);
 //! - `M_TRIM_THRESHOLD` at its maximum: the heap's top is never given back;
 //! - `M_ARENA_MAX` = 1: glibc's per-thread arenas cannot hold a buffer
 //!   larger than 64 MiB (they fall back to `mmap`), so all threads share the
 //!   main heap. Its lock is uncontended in practice: the stores allocate
 //!   only when a merge starts or a batch size is first seen, never per
 //!   request;
-//! - and the stores stop releasing the pages of freed buffers (the
-//!   allocator would hand them out again, to be faulted back in at once).
+//! - and the stores stop releasing the pages of freed buffers below that
+//!   size (the allocator would hand them out again, to be faulted back in
+//!   at once).
 //!
 //! The cost is the usual one of a retaining allocator: the process's
 //! resident memory stays at its peak (after a large `FLUSHALL`, or a merge
@@ -52,22 +54,26 @@ pub fn retain_freed_memory() -> bool {
     true
 }
 
-/// Whether freed buffers' pages are kept for the allocator to reuse.
-pub(crate) fn freed_memory_retained() -> bool {
-    RETAINED.load(Ordering::Relaxed)
+/// glibc's mmap threshold once [`retain_freed_memory`] set it: buffers up
+/// to it come from the heap and stay mapped when freed.
+const MMAP_THRESHOLD_BYTES: usize = 1 << 30;
+
+/// Whether a freed buffer of `bytes` keeps its pages for the allocator to
+/// reuse. A bigger one still gets its own `mmap`, unmapped on free: its
+/// pages must be released in chunks first (`Segment::release_pages`), or the
+/// free would zap a gigabyte of resident pages inside one merge step.
+pub(crate) fn kept_on_free(bytes: usize) -> bool {
+    RETAINED.load(Ordering::Relaxed) && bytes < MMAP_THRESHOLD_BYTES
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_glibc() -> bool {
-    // The largest values glibc takes: above `M_MMAP_THRESHOLD` it refuses
-    // (returns 0), and a threshold of 1 GiB already covers every buffer a
-    // segment of `SEGMENT_RECORDS_MAX` records can need in practice.
-    const MMAP_THRESHOLD_BYTES: libc::c_int = 1 << 30;
+    const _: () = assert!(MMAP_THRESHOLD_BYTES <= libc::c_int::MAX as usize);
     // SAFETY: mallopt only changes glibc's tuning parameters; it is called
     // before the threads that allocate concurrently exist (documented).
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1) == 1
-            && libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+            && libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES as libc::c_int) == 1
             && libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX) == 1
     }
 }
@@ -75,4 +81,19 @@ fn tune_glibc() -> bool {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_glibc() -> bool {
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_buffers_below_the_mmap_threshold_keep_their_pages() {
+        assert!(retain_freed_memory(), "glibc on Linux takes the settings");
+        assert!(kept_on_free(1 << 20));
+        assert!(kept_on_free(MMAP_THRESHOLD_BYTES - 1));
+        // glibc still maps these on their own and unmaps them on free.
+        assert!(!kept_on_free(MMAP_THRESHOLD_BYTES));
+        assert!(!kept_on_free(4 << 30));
+    }
 }

@@ -339,12 +339,7 @@ pub(crate) fn advise_huge_pages<T>(buffer: &Vec<T>) {
 /// Gives the physical pages under `[address, address + bytes)` back to the
 /// kernel ahead of freeing a large buffer, so the free itself is cheap: the
 /// merger spreads that work over its steps instead of paying it at once.
-/// Nothing to do when the allocator keeps freed memory for reuse
-/// (`crate::retain_freed_memory`): it would fault the pages back in.
 pub(crate) fn release_pages(address: usize, bytes: usize) {
-    if crate::allocator::freed_memory_retained() {
-        return;
-    }
     #[cfg(target_os = "linux")]
     {
         const PAGE_BYTES: usize = 4096;
