@@ -42,10 +42,11 @@
 //! part, the logged ops becoming a segment that needs no write and the
 //! rest an unpersisted one.
 //!
-//! Unpersisted segments are always the top of the stack: a maintenance
-//! step persists them before it lets the merger run (a merge could mix them
-//! with persisted ones), and `commit` persists them before an apply that
-//! would trigger the engine's write-stall merge.
+//! Unpersisted segments are always the top of the stack: merges leave them
+//! out (`Store::merge_step_below`: sync mode may still take them back, and
+//! a merge would mix them with persisted ones) and go on below them, and
+//! `commit` persists them before an apply that would trigger the engine's
+//! write-stall merge.
 //!
 //! Compaction (the merger's output made durable): when the live file holds
 //! more dead bytes than [`DurableConfig::compaction_dead_percent`] allows (and
@@ -338,20 +339,7 @@ impl<L: FileLayer> DurableStore<L> {
         if self.rewrite_needed {
             // After a clear the file must lose the old contents first: the
             // rewrite carries the stack and the staged ops at once.
-            self.compaction_abandon().await;
-            let snapshot = self.store.snapshot();
-            let staged_commit = staged.then_some((&self.staged_meta[..], &self.staged_data[..]));
-            self.log
-                .rewrite(
-                    snapshot
-                        .segments()
-                        .map(|(data, meta)| (meta, data))
-                        .chain(staged_commit),
-                )
-                .await?;
-            self.rewrite_needed = false;
-            self.unpersisted = 0;
-            self.unpersisted_since = None;
+            self.rewrite_with(staged).await?;
         } else if staged {
             self.append_unpersisted(true).await?;
         } else {
@@ -688,10 +676,22 @@ impl<L: FileLayer> DurableStore<L> {
 
     /// Replaces the file with the store's current stack (after a clear).
     async fn rewrite_current(&mut self) -> Result<(), PersistError> {
+        self.rewrite_with(false).await
+    }
+
+    /// [`DurableStore::rewrite_current`], followed in the new file by the
+    /// ops `log_staged` laid out when `with_staged`.
+    async fn rewrite_with(&mut self, with_staged: bool) -> Result<(), PersistError> {
         self.compaction_abandon().await;
         let snapshot = self.store.snapshot();
+        let staged = with_staged.then_some((&self.staged_meta[..], &self.staged_data[..]));
         self.log
-            .rewrite(snapshot.segments().map(|(data, meta)| (meta, data)))
+            .rewrite(
+                snapshot
+                    .segments()
+                    .map(|(data, meta)| (meta, data))
+                    .chain(staged),
+            )
             .await?;
         self.rewrite_needed = false;
         self.unpersisted = 0;
