@@ -1,5 +1,8 @@
 //! The command layer alone, in-process: one core's `Shard` handling a
 //! pipelined round of GET/SET requests and committing it, no network.
+//! Two key spaces: 10k keys, whose records stay in the CPU's caches, and 1M
+//! keys, where every lookup misses them as the server's do under a real
+//! load (so prefetching shows). `MIXED` alternates SET and GET, 1:1.
 //! Run: `cargo bench --bench commands -- --warm-up-time 1 --measurement-time 3`
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -11,7 +14,7 @@ use tessera::net::commands::Shard;
 use tessera::net::handler::{Durability, Handler, NodeTopology, ShardConfig};
 
 const PIPELINE_DEPTH: usize = 64;
-const KEYS: usize = 10_000;
+const KEY_SPACES: [usize; 2] = [10_000, 1_000_000];
 const VALUE_LEN: usize = 32;
 
 fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
@@ -41,16 +44,21 @@ fn shard() -> Shard {
     .expect("shard starts")
 }
 
-/// `rounds` pipelines of `PIPELINE_DEPTH` requests over `KEYS` keys.
-fn pipelines(command: &[u8], rounds: usize) -> Vec<Vec<u8>> {
+/// `rounds` pipelines of `PIPELINE_DEPTH` requests over `keys` keys, in a
+/// scattered order; `MIXED` makes every other request a SET, the rest GETs.
+fn pipelines(command: &[u8], keys: usize, rounds: usize) -> Vec<Vec<u8>> {
     let value = vec![b'v'; VALUE_LEN];
     (0..rounds)
         .map(|round| {
             let mut input = Vec::new();
             for i in 0..PIPELINE_DEPTH {
-                let key = format!("key:{:05}", (round * PIPELINE_DEPTH + i) * 7919 % KEYS);
-                if command == b"SET" {
+                let n = round * PIPELINE_DEPTH + i;
+                let key = format!("key:{:07}", n * 7919 % keys);
+                let set = command == b"SET" || (command == b"MIXED" && n % 2 == 0);
+                if set {
                     encode(&mut input, &[b"SET", key.as_bytes(), &value]);
+                } else if command == b"MIXED" {
+                    encode(&mut input, &[b"GET", key.as_bytes()]);
                 } else {
                     encode(&mut input, &[command, key.as_bytes()]);
                 }
@@ -61,32 +69,34 @@ fn pipelines(command: &[u8], rounds: usize) -> Vec<Vec<u8>> {
 }
 
 fn bench(c: &mut Criterion) {
-    let mut group = c.benchmark_group("shard_round");
-    group.throughput(Throughput::Elements(PIPELINE_DEPTH as u64));
-    for command in [&b"SET"[..], b"GET"] {
-        let mut shard = shard();
-        let mut conn = shard.open(1);
-        let mut out = Vec::with_capacity(1 << 20);
-        for input in pipelines(b"SET", KEYS / PIPELINE_DEPTH + 1) {
-            shard.handle(&mut conn, &input, &mut out);
-            shard.commit_round();
-            out.clear();
-        }
-        let inputs = pipelines(command, 256);
-        let mut next = 0;
-        let name = String::from_utf8_lossy(command).into_owned();
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                let input = &inputs[next % inputs.len()];
-                next += 1;
-                out.clear();
-                let handled = shard.handle(&mut conn, input, &mut out);
-                assert_eq!(handled.consumed, input.len());
+    for keys in KEY_SPACES {
+        let mut group = c.benchmark_group(format!("shard_round_{}k_keys", keys / 1000));
+        group.throughput(Throughput::Elements(PIPELINE_DEPTH as u64));
+        for command in [&b"SET"[..], b"GET", b"MIXED"] {
+            let mut shard = shard();
+            let mut conn = shard.open(1);
+            let mut out = Vec::with_capacity(1 << 20);
+            for input in pipelines(b"SET", keys, keys / PIPELINE_DEPTH + 1) {
+                shard.handle(&mut conn, &input, &mut out);
                 shard.commit_round();
-            })
-        });
+                out.clear();
+            }
+            let inputs = pipelines(command, keys, 4096);
+            let mut next = 0;
+            let name = String::from_utf8_lossy(command).into_owned();
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    let input = &inputs[next % inputs.len()];
+                    next += 1;
+                    out.clear();
+                    let handled = shard.handle(&mut conn, input, &mut out);
+                    assert_eq!(handled.consumed, input.len());
+                    shard.commit_round();
+                })
+            });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 criterion_group!(benches, bench);

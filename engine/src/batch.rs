@@ -20,7 +20,7 @@
 //! the new segment's meta and index, so a steady stream of batches allocates
 //! nothing.
 
-use crate::index::{hash_key, prefetch_read};
+use crate::index::{hash_key, prefetch_read, KeyHash, RecordHint, PREFETCH_PROBES_MAX};
 use crate::pool::{Pool, Purpose};
 use crate::record::{append, compare_keys, key_prefix, Meta, Op, META_WORDS};
 use crate::{Error, KEY_LEN_MAX, VALUE_LEN_MAX};
@@ -319,7 +319,52 @@ impl Batch {
     /// (see `Store::prefetch`).
     #[inline]
     pub fn prefetch(&self, key: &[u8]) {
-        prefetch_read(&self.table[hash_key(key) as usize & (self.table.len() - 1)]);
+        self.prefetch_slot(KeyHash::of(key));
+    }
+
+    /// The batch's part of `Store::prefetch_slots`: the table slot a
+    /// [`Batch::get`] of the key hashed to `hash` starts at.
+    #[inline]
+    pub fn prefetch_slot(&self, hash: KeyHash) {
+        prefetch_read(&self.table[hash.0 as usize & (self.table.len() - 1)]);
+    }
+
+    /// The batch's part of `Store::prefetch_meta`: starts loading the
+    /// `meta` of the op a [`Batch::get`] of `hash`'s key will most likely
+    /// read, and says where it is.
+    #[inline]
+    pub fn prefetch_meta(&self, hash: KeyHash) -> Option<RecordHint> {
+        let mask = self.table.len() - 1;
+        let fingerprint = self.fingerprint(hash.0);
+        let mut at = hash.0 as usize & mask;
+        for _ in 0..PREFETCH_PROBES_MAX {
+            let slot = self.table[at];
+            if slot == 0 {
+                return None;
+            }
+            if slot >> self.pos_bits == fingerprint {
+                let position = self.slot_position(slot);
+                prefetch_read(&self.meta[position * META_WORDS]);
+                return Some(RecordHint {
+                    depth: 0,
+                    position: position as u32,
+                });
+            }
+            at = (at + 1) & mask;
+        }
+        None
+    }
+
+    /// The batch's part of `Store::prefetch_record`: starts loading the
+    /// bytes of the op `hint` (from this batch's `prefetch_meta`) names.
+    #[inline]
+    pub fn prefetch_record(&self, hint: RecordHint) {
+        let position = hint.position as usize;
+        if position < self.len() {
+            if let Some(byte) = self.data.get(self.op_meta(position).key_offset()) {
+                prefetch_read(byte);
+            }
+        }
     }
 
     /// The latest op for `key` in this batch.
@@ -654,6 +699,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_prefetch_stage_is_safe_on_any_key() {
+        let mut store = store();
+        let mut batch = store.new_batch(8, 1024).unwrap();
+        batch.set(b"", b"").unwrap();
+        batch.set(b"a", b"1").unwrap();
+        batch.delete(b"b").unwrap();
+        batch.set(b"a", b"2").unwrap();
+        for (key, latest) in [(&b""[..], 0), (b"a", 3), (b"b", 2)] {
+            let hash = KeyHash::of(key);
+            batch.prefetch_slot(hash);
+            let hint = batch.prefetch_meta(hash).expect("a staged key has a hint");
+            assert_eq!(hint.position, latest);
+            batch.prefetch_record(hint);
+        }
+        assert_eq!(batch.prefetch_meta(KeyHash::of(b"absent")), None);
+        // A stale hint (from a batch that held more ops) does nothing.
+        batch.prefetch_record(RecordHint {
+            depth: 0,
+            position: 99,
+        });
+        assert_eq!(
+            batch.get(b"a"),
+            Some(BatchOp::Set {
+                value: b"2",
+                expire_at_ms: None
+            })
+        );
     }
 
     #[test]

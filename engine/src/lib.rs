@@ -135,6 +135,7 @@ pub use config::{
     STACK_HEIGHT_LIMIT, VALUE_LEN_MAX,
 };
 pub use error::Error;
+pub use index::{KeyHash, RecordHint};
 pub use persist::{
     CompactionWriter, DataDir, DmaLayer, DroppedRange, Durability, DurableConfig, DurableStore,
     Fault, FaultPlan, FaultyFile, FaultyLayer, FileLayer, GroupCommitter, LogFile, MappedSegments,

@@ -12,7 +12,7 @@
 //! write the two buffers out and map them back without any translation.
 
 use crate::allocator::kept_on_free;
-use crate::index::{hash_key, slots_for, HashIndex, SEGMENT_RECORDS_MAX};
+use crate::index::{hash_key, prefetch_read, slots_for, HashIndex, SEGMENT_RECORDS_MAX};
 use crate::pool::{release_pages, Pool, Purpose};
 use crate::record::{compare_keys, is_expired, Meta, Op, META_WORDS};
 use crate::{Entry, Error};
@@ -259,6 +259,29 @@ impl Segment {
         self.index.prefetch(hash);
     }
 
+    /// Starts loading the `meta` of the record a lookup of `hash` will
+    /// most likely read (the first slot with its fingerprint; its index
+    /// slot should be loaded by now), and returns its position.
+    #[inline]
+    pub fn prefetch_meta(&self, hash: u64) -> Option<usize> {
+        let position = self.index.first_candidate(hash)?;
+        prefetch_read(&self.meta.as_slice()[position * META_WORDS]);
+        Some(position)
+    }
+
+    /// Starts loading the bytes (expiry, key, value) of the record at
+    /// `position`, whose `meta` should be loaded by now. Out of range (a
+    /// stale hint) does nothing.
+    #[inline]
+    pub fn prefetch_record(&self, position: usize) {
+        if position < self.records {
+            // An empty key and value at the very end have no byte.
+            if let Some(byte) = self.data.as_slice().get(self.meta(position).key_offset()) {
+                prefetch_read(byte);
+            }
+        }
+    }
+
     /// Gives back up to `chunk_bytes` more of the physical pages of this
     /// (retired, unshared) segment's buffers of 1 MiB and more; true once
     /// all are. Smaller ones are freed or pooled on drop as they are.
@@ -405,6 +428,28 @@ mod tests {
         drop(segment);
         pool.trim();
         assert_eq!(pool.held_bytes(), 0);
+    }
+
+    #[test]
+    fn every_prefetch_stage_is_safe_on_any_key() {
+        let pool = Rc::new(Pool::new(1 << 20));
+        // The empty key with an empty value is a record with no bytes at
+        // all: its key offset is the end of `data`.
+        let empty: &[(&[u8], Op, &[u8])] = &[(b"", Op::Set, b"")];
+        let two: &[(&[u8], Op, &[u8])] = &[(b"a", Op::Set, b"1"), (b"b", Op::Delete, b"")];
+        for records in [empty, two] {
+            let (data, meta) = external_parts(records);
+            let segment = Segment::from_external(data, meta, pool.clone()).unwrap();
+            for (position, &(key, _, _)) in records.iter().enumerate() {
+                segment.prefetch(hash_key(key));
+                assert_eq!(segment.prefetch_meta(hash_key(key)), Some(position));
+                segment.prefetch_record(position);
+            }
+            assert_eq!(segment.prefetch_meta(hash_key(b"absent")), None);
+            // A stale hint past the end does nothing.
+            segment.prefetch_record(records.len());
+            segment.prefetch_record(usize::MAX);
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::batch::{sort_and_pack, Batch};
 use crate::cpu_clock::{ClockPair, CpuDeadline};
-use crate::index::{hash_key, HashIndex};
+use crate::index::{hash_key, HashIndex, KeyHash, RecordHint};
 use crate::merge::{choose_run, JobVecs, MergeJob};
 use crate::pool::{Pool, Purpose};
 use crate::range::{Range, RangeRev};
@@ -295,9 +295,51 @@ impl Store {
     /// instead of coming one at a time.
     #[inline]
     pub fn prefetch(&self, key: &[u8]) {
-        let hash = hash_key(key);
+        self.prefetch_slots(KeyHash::of(key));
+    }
+
+    /// The first of three stages of loading what a lookup of the key hashed
+    /// to `hash` reads, without waiting: the index slots it starts at, in
+    /// every segment. A lookup misses the cache three times in a row (index
+    /// slot, then the record's `meta`, then its bytes), each address known
+    /// only once the line before it is in, so a reader holding many keys
+    /// runs this stage over all of them, then [`Store::prefetch_meta`] over
+    /// all, then [`Store::prefetch_record`] over all, with other work in
+    /// between if it has any: the misses overlap, and by the time it looks
+    /// the keys up their lines are in the cache. Hints only: a stage run
+    /// before the previous one's lines arrived merely waits for them, and
+    /// none changes any result.
+    #[inline]
+    pub fn prefetch_slots(&self, hash: KeyHash) {
         for segment in self.stack.iter().rev() {
-            segment.prefetch(hash);
+            segment.prefetch(hash.0);
+        }
+    }
+
+    /// The second stage (see [`Store::prefetch_slots`]): starts loading
+    /// the `meta` of the record a lookup of `hash`'s key will most likely
+    /// read (in the newest segment whose index has its fingerprint) and
+    /// says where it is, for [`Store::prefetch_record`].
+    #[inline]
+    pub fn prefetch_meta(&self, hash: KeyHash) -> Option<RecordHint> {
+        for (depth, segment) in self.stack.iter().rev().enumerate() {
+            if let Some(position) = segment.prefetch_meta(hash.0) {
+                return Some(RecordHint {
+                    depth: depth as u32,
+                    position: position as u32,
+                });
+            }
+        }
+        None
+    }
+
+    /// The third stage (see [`Store::prefetch_slots`]): starts loading the
+    /// bytes of the record `hint` names.
+    #[inline]
+    pub fn prefetch_record(&self, hint: RecordHint) {
+        let depth = hint.depth as usize;
+        if depth < self.stack.len() {
+            self.stack[self.stack.len() - 1 - depth].prefetch_record(hint.position as usize);
         }
     }
 

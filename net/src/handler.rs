@@ -24,6 +24,11 @@ pub struct Handled {
     pub close: bool,
 }
 
+/// How many connections ahead of handling them the network loop names
+/// their input to [`Handler::prefetch`]: a lookup's dependent cache misses
+/// (hash slot, then record metadata, then key bytes) take one stage each.
+pub const PREFETCH_AHEAD_CONNS: usize = 3;
+
 /// A core's command layer, driven by that core's network loop. Single
 /// threaded: it lives and dies on its core.
 #[allow(async_fn_in_trait)]
@@ -40,6 +45,17 @@ pub trait Handler {
     /// Parse and execute every complete request in `input`, appending each
     /// reply to `out` in order. Must not block.
     fn handle(&mut self, conn: &mut Self::Conn, input: &[u8], out: &mut Vec<u8>) -> Handled;
+
+    /// A hint, called [`PREFETCH_AHEAD_CONNS`] connections before `next`'s
+    /// input is handled (`None` once no connection is left to name): start
+    /// loading into the CPU's caches what handling that input will read,
+    /// and advance the loads begun for the connections named before. Runs
+    /// while the loop handles other connections, so the misses of one
+    /// round's lookups overlap with its work instead of stalling it. Must
+    /// change nothing a client can observe.
+    fn prefetch(&mut self, next: Option<(&Self::Conn, &[u8])>) {
+        let _ = next;
+    }
 
     /// End of one network round: every connection that had input was handled.
     /// Writes buffered during the round are made durable (per the durability

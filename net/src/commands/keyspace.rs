@@ -85,8 +85,9 @@
 use std::ops::Bound;
 use std::time::{Duration, Instant};
 
-use tessera_engine::{Batch, BatchOp, Error as EngineError, Snapshot, Store, StoreConfig};
+use tessera_engine::{Batch, BatchOp, Error as EngineError, KeyHash, RecordHint, Snapshot};
 use tessera_engine::{DurableConfig, DurableStore, PersistError, RecoveryReport};
+use tessera_engine::{Store, StoreConfig};
 
 /// Engine quota beyond the memory limit, usable only by batches opened for
 /// deletes (see the module docs).
@@ -143,6 +144,23 @@ pub enum WriteError {
 pub struct Record<'a> {
     pub value: &'a [u8],
     pub expire_at_ms: Option<u64>,
+}
+
+/// What a prefetched request does with its key: a read looks in the open
+/// batch and then the segments, a write only stages into the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// Where the record a prefetched request will read probably is (see
+/// [`Keyspace::prefetch_meta`]).
+#[derive(Debug, Clone, Copy)]
+pub enum PrefetchHint {
+    Nowhere,
+    Batch(RecordHint),
+    Store(RecordHint),
 }
 
 /// Counters for `INFO`.
@@ -317,12 +335,48 @@ impl Keyspace {
         }
     }
 
-    /// Starts loading what a [`Keyspace::lookup`] of `key` reads first.
-    pub fn prefetch(&self, key: &[u8]) {
+    /// The first stage of loading what a request with the key hashed to
+    /// `hash` reads (see `Store::prefetch_slots`): the open batch's table
+    /// slot and, for a read, every segment's index slot.
+    pub fn prefetch_slots(&self, hash: KeyHash, access: Access) {
         if let Some(batch) = &self.pending {
-            batch.prefetch(key);
+            batch.prefetch_slot(hash);
         }
-        self.store().prefetch(key);
+        if access == Access::Read {
+            self.store().prefetch_slots(hash);
+        }
+    }
+
+    /// The second stage: the `meta` of the op or record the request will
+    /// most likely read, the open batch's latest op first, as a lookup goes.
+    pub fn prefetch_meta(&self, hash: KeyHash, access: Access) -> PrefetchHint {
+        if let Some(hint) = self
+            .pending
+            .as_ref()
+            .and_then(|batch| batch.prefetch_meta(hash))
+        {
+            return PrefetchHint::Batch(hint);
+        }
+        match access {
+            Access::Read => self
+                .store()
+                .prefetch_meta(hash)
+                .map_or(PrefetchHint::Nowhere, PrefetchHint::Store),
+            Access::Write => PrefetchHint::Nowhere,
+        }
+    }
+
+    /// The third stage: the bytes of what `hint` names.
+    pub fn prefetch_record(&self, hint: PrefetchHint) {
+        match hint {
+            PrefetchHint::Nowhere => {}
+            PrefetchHint::Batch(hint) => {
+                if let Some(batch) = &self.pending {
+                    batch.prefetch_record(hint);
+                }
+            }
+            PrefetchHint::Store(hint) => self.store().prefetch_record(hint),
+        }
     }
 
     pub fn exists(&self, key: &[u8]) -> bool {

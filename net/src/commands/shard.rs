@@ -9,12 +9,12 @@ use crate::handler::{Durability, Handled, Handler, ShardConfig};
 use crate::resp::{parse_request, Args, Argv, Parsed, Reply};
 
 use super::conn::Conn;
-use super::keyspace::Keyspace;
+use super::keyspace::{Access, Keyspace, PrefetchHint};
 use super::node::Node;
 use super::scan::ScanCursors;
 use super::table::{self, Command, COMMANDS};
 use super::Ctx;
-use tessera_engine::{DurableConfig, PersistError};
+use tessera_engine::{DurableConfig, KeyHash, PersistError};
 
 /// Longest excerpt of a command name or of its arguments echoed back in an
 /// "unknown command" error (Redis's 128).
@@ -146,6 +146,7 @@ fn system_now_ms() -> u64 {
 pub struct Shard {
     args: Args,
     core: Core,
+    prefetcher: Box<Prefetcher>,
     /// Rounds committed so far, plus one: the current round's number.
     round: u64,
 }
@@ -230,6 +231,7 @@ impl Shard {
         Shard {
             round: 1,
             args: Args::new(),
+            prefetcher: Box::new(Prefetcher::new()),
             core: Core {
                 node: Node::new(config.core, topology),
                 keyspace,
@@ -293,38 +295,109 @@ impl Shard {
     }
 }
 
-/// Requests at the head of a pipeline whose keys are prefetched before any
-/// of them runs: about what the CPU keeps in flight, and a bound on the
-/// extra parsing.
+/// Requests at the head of an input whose keys are prefetched: about what
+/// the CPU keeps in flight, and a bound on the extra parsing.
 const PREFETCH_REQUESTS_MAX: usize = 32;
 
+/// Inputs whose keys [`Prefetcher`] holds: one per stage of a lookup's
+/// loads (the tables' slots, then the record's `meta`, then its bytes).
+const PREFETCH_STAGES: usize = 3;
+
+/// A key being prefetched, and where its record probably is once known.
+#[derive(Clone, Copy)]
+struct PrefetchKey {
+    hash: KeyHash,
+    access: Access,
+    hint: PrefetchHint,
+}
+
+/// The keys of the last inputs named to `Handler::prefetch`, one input per
+/// stage: a lookup misses the cache three times in a row, each address
+/// known only once the line before it is in. Each call starts the first
+/// stage for the new input's keys and the next stage for each earlier
+/// input's, so every stage's lines have the time the loop spends handling
+/// a connection to arrive.
+struct Prefetcher {
+    keys: [[PrefetchKey; PREFETCH_REQUESTS_MAX]; PREFETCH_STAGES],
+    counts: [usize; PREFETCH_STAGES],
+    /// Where the next input's keys go; the one before it is at `newest - 1`.
+    newest: usize,
+}
+
+impl Prefetcher {
+    fn new() -> Prefetcher {
+        let unused = PrefetchKey {
+            hash: KeyHash::of(b""),
+            access: Access::Read,
+            hint: PrefetchHint::Nowhere,
+        };
+        Prefetcher {
+            keys: [[unused; PREFETCH_REQUESTS_MAX]; PREFETCH_STAGES],
+            counts: [0; PREFETCH_STAGES],
+            newest: 0,
+        }
+    }
+
+    /// Where the input named `age` calls ago sits (0: the newest).
+    fn at(&self, age: usize) -> usize {
+        (self.newest + PREFETCH_STAGES - 1 - age) % PREFETCH_STAGES
+    }
+}
+
 impl Shard {
-    /// A pipeline of reads would pay its cache misses one request at a
-    /// time (each GET probes the open batch and every segment's index, then
-    /// the record): start loading every read's first lines before executing
-    /// any, so the misses overlap. Costs one more parse of the requests;
-    /// skipped for a single request, which has nothing to overlap with.
-    fn prefetch_reads(&mut self, conn: &Conn, input: &[u8]) {
+    /// See `Handler::prefetch` and [`Prefetcher`].
+    fn prefetch_input(&mut self, next: Option<(&Conn, &[u8])>) {
+        let keyspace = &self.core.keyspace;
+        let prefetcher = &mut *self.prefetcher;
+        // The oldest input first: its lines are the ones needed soonest.
+        let oldest = prefetcher.at(1);
+        for key in &prefetcher.keys[oldest][..prefetcher.counts[oldest]] {
+            keyspace.prefetch_record(key.hint);
+        }
+        let previous = prefetcher.at(0);
+        let count = prefetcher.counts[previous];
+        for key in &mut prefetcher.keys[previous][..count] {
+            key.hint = keyspace.prefetch_meta(key.hash, key.access);
+        }
+        let at = prefetcher.at(PREFETCH_STAGES - 1);
+        prefetcher.newest = (at + 1) % PREFETCH_STAGES;
+        prefetcher.counts[at] = 0;
+        let Some((conn, input)) = next else {
+            return;
+        };
         let mut consumed = 0;
         for _ in 0..PREFETCH_REQUESTS_MAX {
             let rest = &input[consumed..];
             let Parsed::Request { len } = parse_request(rest, &mut self.args, conn.limits()) else {
                 break;
             };
-            if consumed == 0 && len == input.len() {
-                return;
-            }
             consumed += len;
             let argv = self.args.view(rest);
             if argv.len() < 2 {
                 continue;
             }
-            let read = table::lookup(COMMANDS, argv.get(0)).is_some_and(|command| {
-                command.keys.first == 1 && command.has_flag(table::flag::READONLY)
-            });
-            if read {
-                self.core.keyspace.prefetch(argv.get(1));
+            let Some(command) = table::lookup(COMMANDS, argv.get(0)) else {
+                continue;
+            };
+            if command.keys.first != 1 {
+                continue;
             }
+            let access = if command.has_flag(table::flag::READONLY) {
+                Access::Read
+            } else if command.has_flag(table::flag::WRITE) {
+                Access::Write
+            } else {
+                continue;
+            };
+            let hash = KeyHash::of(argv.get(1));
+            keyspace.prefetch_slots(hash, access);
+            let count = &mut prefetcher.counts[at];
+            prefetcher.keys[at][*count] = PrefetchKey {
+                hash,
+                access,
+                hint: PrefetchHint::Nowhere,
+            };
+            *count += 1;
         }
     }
 }
@@ -374,13 +447,16 @@ impl Handler for Shard {
         Conn::new(conn_id, self.core.requirepass.is_none())
     }
 
+    fn prefetch(&mut self, next: Option<(&Conn, &[u8])>) {
+        self.prefetch_input(next);
+    }
+
     fn handle(&mut self, conn: &mut Conn, input: &[u8], out: &mut Vec<u8>) -> Handled {
         self.core.read_clock_once_per_round();
         if conn.round != self.round {
             conn.round = self.round;
             conn.round_requests = 0;
         }
-        self.prefetch_reads(conn, input);
         let mut consumed = 0;
         loop {
             let rest = &input[consumed..];
@@ -711,6 +787,101 @@ mod tests {
         assert_eq!(out, expected);
         shard.close(conn);
         shard.close(idle);
+    }
+
+    /// A deterministic mix of requests over few keys, so sets overwrite
+    /// keys of the open batch and reads find them there and in segments;
+    /// inline and malformed requests and keyless commands included.
+    fn random_input(seed: &mut u64, requests: usize) -> Vec<u8> {
+        let mut next = || {
+            *seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (*seed >> 33) as usize
+        };
+        let mut input = Vec::new();
+        for _ in 0..requests {
+            let key = format!("key:{}", next() % 3000);
+            let request = match next() % 20 {
+                0 => format!("GET {key}\r\n"),
+                1 => format!("*2\r\n$3\r\nDEL\r\n${}\r\n{key}\r\n", key.len()),
+                2 => format!("*2\r\n$4\r\nINCR\r\n${}\r\n{key}\r\n", key.len()),
+                3 => "*1\r\n$4\r\nPING\r\n".to_string(),
+                4 => format!("*2\r\n$6\r\nEXISTS\r\n${}\r\n{key}\r\n", key.len()),
+                5 if next() % 50 == 0 => "*2\r\n$3\r\nGET\r\n$x\r\n".to_string(),
+                6..=12 => format!(
+                    "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$5\r\nv{:04}\r\n",
+                    key.len(),
+                    next() % 10_000
+                ),
+                _ => format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()),
+            };
+            input.extend_from_slice(request.as_bytes());
+        }
+        input
+    }
+
+    #[test]
+    fn prefetching_changes_no_reply() {
+        const CONNS: usize = 6;
+        let mut with = Shard::new(config(0, 1, 7000, 64 << 20)).unwrap();
+        let mut without = Shard::new(config(0, 1, 7000, 64 << 20)).unwrap();
+        let mut conns_with: Vec<Conn> = (0..CONNS as u64).map(|id| with.open(id)).collect();
+        let mut conns_without: Vec<Conn> = (0..CONNS as u64).map(|id| without.open(id)).collect();
+        let mut seed = 7;
+        let (mut out_with, mut out_without) = (Vec::new(), Vec::new());
+        // Enough ops to fill and apply open batches, so the stack changes
+        // between a prefetch and the lookups it prepared.
+        for round in 0..600 {
+            let inputs: Vec<Vec<u8>> = (0..CONNS)
+                .map(|_| random_input(&mut seed, 1 + round % 48))
+                .collect();
+            // As the event loop does: each input named PREFETCH_AHEAD_CONNS
+            // connections before it is handled.
+            let name = |shard: &mut Shard, conns: &[Conn], at: usize| {
+                shard.prefetch(conns.get(at).map(|conn| (conn, &inputs[at][..])));
+            };
+            for at in 0..crate::handler::PREFETCH_AHEAD_CONNS {
+                name(&mut with, &conns_with, at);
+            }
+            for at in 0..CONNS {
+                name(
+                    &mut with,
+                    &conns_with,
+                    at + crate::handler::PREFETCH_AHEAD_CONNS,
+                );
+                out_with.clear();
+                out_without.clear();
+                let a = with.handle(&mut conns_with[at], &inputs[at], &mut out_with);
+                let b = without.handle(&mut conns_without[at], &inputs[at], &mut out_without);
+                assert_eq!(a, b, "round {round} connection {at}");
+                assert_eq!(
+                    String::from_utf8_lossy(&out_with),
+                    String::from_utf8_lossy(&out_without),
+                    "round {round} connection {at}"
+                );
+                if a.close {
+                    // A protocol error closes the connection: open another.
+                    let id = (round * CONNS + at + CONNS) as u64;
+                    let fresh = with.open(id);
+                    with.close(std::mem::replace(&mut conns_with[at], fresh));
+                    let fresh = without.open(id);
+                    without.close(std::mem::replace(&mut conns_without[at], fresh));
+                }
+            }
+            with.commit_round();
+            without.commit_round();
+        }
+        assert!(
+            with.stats().protocol_errors > 0,
+            "the mix had malformed requests"
+        );
+        let counters = with.keyspace_counters();
+        assert!(counters.batches_applied > 1, "{counters:?}");
+        assert_eq!(
+            with.stats().protocol_errors,
+            without.stats().protocol_errors
+        );
     }
 
     #[test]

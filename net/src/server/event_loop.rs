@@ -54,7 +54,7 @@ use super::bufring::{BufRing, RECV_BUFFER_GROUP};
 use super::conn::{BufferPool, Conn, INPUT_BYTES_MAX, OUTPUT_PAUSE_BYTES};
 use super::control::Control;
 use super::error::ServerError;
-use crate::handler::Handler;
+use crate::handler::{Handler, PREFETCH_AHEAD_CONNS};
 
 /// Submission queue entries per core ring (completions: twice that).
 pub const RING_ENTRIES: u32 = 1024;
@@ -611,16 +611,39 @@ impl<H: Handler> Core<H> {
     /// request was handled (the round then commits).
     fn handle_inputs(&mut self, handler: &mut H) -> bool {
         let mut handled_any = false;
-        for &index in &self.work {
-            let conn = &mut self.conns[index];
+        // The handler sees each input PREFETCH_AHEAD_CONNS connections before
+        // it handles it (see `Handler::prefetch`).
+        let mut ahead = 0;
+        for _ in 0..PREFETCH_AHEAD_CONNS {
+            self.prefetch_next(handler, &mut ahead);
+        }
+        for position in 0..self.work.len() {
+            let conn = &mut self.conns[self.work[position]];
             conn.paused = false;
-            if conn.closing || conn.input.is_empty() {
+            if !has_input(conn) {
                 continue;
             }
+            self.prefetch_next(handler, &mut ahead);
+            let conn = &mut self.conns[self.work[position]];
             conn.round_start = Some(conn.output.len());
             handled_any |= handle_input(handler, conn);
         }
         handled_any
+    }
+
+    /// Names the next connection of the work list with input to handle,
+    /// from position `ahead` on, to `Handler::prefetch`; `None` past the end.
+    fn prefetch_next(&self, handler: &mut H, ahead: &mut usize) {
+        while let Some(&index) = self.work.get(*ahead) {
+            *ahead += 1;
+            let conn = &self.conns[index];
+            if has_input(conn) {
+                let window = conn.input.len().min(HANDLE_WINDOW_BYTES);
+                handler.prefetch(Some((&conn.state, &conn.input[..window])));
+                return;
+            }
+        }
+        handler.prefetch(None);
     }
 
     /// The round's commit failed: each connection handled this round gets
@@ -748,6 +771,11 @@ impl<H: Handler> Core<H> {
 /// `OUTPUT_PAUSE_BYTES` however deep the client pipelines (a window of GETs
 /// of large values is the most one call can add past it). True if anything
 /// was consumed or the connection is to be closed.
+/// Whether `handle_inputs` hands this connection's input to the handler.
+fn has_input<S>(conn: &Conn<S>) -> bool {
+    !conn.closing && !conn.input.is_empty()
+}
+
 fn handle_input<H: Handler>(handler: &mut H, conn: &mut Conn<H::Conn>) -> bool {
     let mut start = 0;
     let mut progressed = false;
