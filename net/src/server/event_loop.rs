@@ -35,6 +35,12 @@
 //! fails (a disk error: the round's writes were taken back), the handler
 //! rewrites each handled connection's replies of the round from where they
 //! started in its output (`Conn::round_start`) before anything is sent.
+//! While handling the round's connections in turn, the loop names each
+//! input to `Handler::prefetch` `PREFETCH_AHEAD_CONNS` (3) connections
+//! before handling it: a lookup's three dependent cache misses (hash slot,
+//! record meta, key bytes) then load one stage per connection handled, in
+//! the shadow of other connections' work, instead of stalling every GET in
+//! turn (server CPU per request at pipeline 16 fell ~15 %; BENCHMARKS.md).
 //! Before parking, the loop arms one io_uring timeout when the handler has
 //! background work due (`Handler::idle_wake_after`: async-mode flushes,
 //! merges), so an idle core still flushes within its interval.
