@@ -303,6 +303,10 @@ const PREFETCH_REQUESTS_MAX: usize = 32;
 /// loads (the tables' slots, then the record's `meta`, then its bytes).
 const PREFETCH_STAGES: usize = 3;
 
+// The loop names an input as many connections ahead as there are stages,
+// so each input's last stage runs just before it is handled.
+const _: () = assert!(PREFETCH_STAGES == crate::handler::PREFETCH_AHEAD_CONNS);
+
 /// A key being prefetched, and where its record probably is once known.
 #[derive(Clone, Copy)]
 struct PrefetchKey {
