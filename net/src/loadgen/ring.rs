@@ -33,7 +33,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -43,9 +43,9 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use super::config::Config;
 use super::stats::{new_histogram, Command, LiveSlot, RunStats};
-use super::workload::{write_key, KeyChooser, KeyPool, Rng, Zipf, KEY_LEN};
+use super::wire::{frame_reply, RequestEncoder};
+use super::workload::{KeyChooser, KeyPool, Rng, Zipf, KEY_LEN};
 use super::LoadgenError;
-use crate::client::resp::{encode_command, scan_reply};
 use crate::server::bufring::{BufRing, RECV_BUFFER_GROUP};
 
 /// Operations a ring holds: a send and a recv per connection, rounded up.
@@ -223,6 +223,13 @@ fn prepare(plan: &ThreadPlan, config: &Config) -> Result<(IoUring, Vec<Conn>), L
         }
     }
     assert!(conns.len() < (1 << (64 - OP_BITS)));
+    // Registered sockets: every send and receive then names its socket by
+    // index into the ring's own table instead of making the kernel look the
+    // descriptor up and take and drop a reference to it per operation.
+    let fds: Vec<RawFd> = conns.iter().map(|conn| conn.stream.as_raw_fd()).collect();
+    ring.submitter()
+        .register_files(&fds)
+        .map_err(|source| LoadgenError::Ring { source })?;
     Ok((ring, conns))
 }
 
@@ -231,13 +238,18 @@ struct Driver<'a> {
     config: &'a Config,
     stats: RunStats,
     interval: Histogram<u64>,
-    value: Vec<u8>,
+    encoder: RequestEncoder,
     measure_from: Instant,
     stop_at: Option<Instant>,
     budget_left: Option<u64>,
     batch_interval: Option<Duration>,
     next_due: Instant,
     stopping: bool,
+    /// Connections with a batch out (`Conn::awaiting`), counted rather
+    /// than found by walking every connection on every turn.
+    in_flight: usize,
+    /// Connections not failed.
+    alive: usize,
 }
 
 fn drive(
@@ -254,7 +266,7 @@ fn drive(
         config,
         stats: RunStats::default(),
         interval: new_histogram(),
-        value: vec![b'x'; config.data_size_max],
+        encoder: RequestEncoder::new(config.data_size_min, config.data_size_max),
         measure_from,
         stop_at: match config.stop {
             super::config::Stop::After(duration) => Some(measure_from + duration),
@@ -266,6 +278,8 @@ fn drive(
             .map(|rate| Duration::from_secs_f64(config.pipeline as f64 / rate)),
         next_due: start,
         stopping: false,
+        in_flight: 0,
+        alive: conns.len(),
     };
     let mut ready: VecDeque<usize> = (0..conns.len()).collect();
     let mut last_publish = start;
@@ -292,8 +306,12 @@ fn drive(
                 .publish(driver.stats.requests(), &mut driver.interval);
             last_publish = now;
         }
-        let awaiting = conns.iter().any(Conn::awaiting);
-        if !awaiting && (driver.stopping || conns.iter().all(|c| !c.alive)) {
+        debug_assert_eq!(
+            driver.in_flight,
+            conns.iter().filter(|conn| conn.awaiting()).count()
+        );
+        debug_assert_eq!(driver.alive, conns.iter().filter(|conn| conn.alive).count());
+        if driver.in_flight == 0 && (driver.stopping || driver.alive == 0) {
             break;
         }
         if driver.stopping {
@@ -401,6 +419,11 @@ impl Driver<'_> {
             if self.stopping {
                 return Ok(WAIT_SLICE);
             }
+            if !conns[index].alive {
+                // Failed (closed by the server) while waiting its turn.
+                ready.pop_front();
+                continue;
+            }
             // The schedule first: a batch that isn't due yet consumes nothing.
             let batch_start = match self.batch_interval {
                 None => now,
@@ -430,6 +453,7 @@ impl Driver<'_> {
                 self.stats.bytes_sent += conn.send_buf.len() as u64;
             }
             queue_send(ring, conn, index)?;
+            self.in_flight += 1;
         }
         Ok(WAIT_SLICE)
     }
@@ -444,17 +468,22 @@ impl Driver<'_> {
         conn.replied = 0;
         conn.batch_start = batch_start;
         conn.recording = recording;
-        let weights = u64::from(self.config.set_weight) + u64::from(self.config.get_weight);
-        let mut key = [0u8; KEY_LEN];
+        let set_weight = u64::from(self.config.set_weight);
+        let weights = set_weight + u64::from(self.config.get_weight);
+        let value_len_min = self.config.data_size_min;
+        let spread = (self.config.data_size_max - value_len_min) as u64;
         for _ in 0..count {
-            write_key(&mut key, conn.keys.next_index(&mut conn.rng));
-            if conn.rng.below(weights) < u64::from(self.config.set_weight) {
-                let spread = (self.config.data_size_max - self.config.data_size_min) as u64;
-                let len = self.config.data_size_min + conn.rng.below(spread + 1) as usize;
-                encode_command(&mut conn.send_buf, &[b"SET", &key, &self.value[..len]]);
+            let key_index = conn.keys.next_index(&mut conn.rng);
+            if conn.rng.below(weights) < set_weight {
+                let len = if self.encoder.value_len_varies() {
+                    value_len_min + conn.rng.below(spread + 1) as usize
+                } else {
+                    value_len_min
+                };
+                self.encoder.set(&mut conn.send_buf, key_index, len);
                 conn.batch.push(Command::Set);
             } else {
-                encode_command(&mut conn.send_buf, &[b"GET", &key]);
+                self.encoder.get(&mut conn.send_buf, key_index);
                 conn.batch.push(Command::Get);
             }
         }
@@ -480,56 +509,68 @@ impl Driver<'_> {
         if !conn.alive {
             return false;
         }
-        let free = conn.recv_buf.len() - conn.recv_len;
-        if bytes.len() > free || conn.replied == conn.batch.len() {
-            // More than the largest batch of replies, or replies to nothing
-            // we sent: the stream is out of sync.
+        if conn.replied == conn.batch.len() {
+            // Replies to nothing we sent: the stream is out of sync.
             self.fail(conn);
             return false;
         }
-        conn.recv_buf[conn.recv_len..conn.recv_len + bytes.len()].copy_from_slice(bytes);
-        conn.recv_len += bytes.len();
         if conn.recording {
             self.stats.bytes_received += bytes.len() as u64;
         }
-        // Every reply framed by this completion arrived at `now` for a batch
-        // that started at `batch_start`: one latency, recorded once per
-        // command with a count rather than once per reply.
-        let latency_ns = now.saturating_duration_since(conn.batch_start).as_nanos() as u64;
-        let mut replies = [0u64; Command::ALL.len()];
-        let mut errors = [0u64; Command::ALL.len()];
-        let mut consumed = 0;
-        while conn.replied < conn.batch.len() {
-            match scan_reply(&conn.recv_buf[consumed..conn.recv_len]) {
-                Ok(Some(scanned)) => {
-                    let command = conn.batch[conn.replied].index();
-                    replies[command] += 1;
-                    errors[command] += u64::from(scanned.is_error);
-                    consumed += scanned.len;
-                    conn.replied += 1;
+        let mut tally = ReplyTally::default();
+        let framed = if conn.recv_len == 0 {
+            // The usual case, a batch's replies arriving whole: frame them
+            // where the kernel put them and keep only a cut reply's start.
+            frame_replies(&conn.batch, &mut conn.replied, bytes, &mut tally).and_then(|consumed| {
+                let rest = &bytes[consumed..];
+                if rest.len() > conn.recv_buf.len() {
+                    return Err(());
                 }
-                Ok(None) => break,
-                Err(_) => {
-                    self.fail(conn);
-                    return false;
-                }
+                conn.recv_buf[..rest.len()].copy_from_slice(rest);
+                conn.recv_len = rest.len();
+                Ok(())
+            })
+        } else {
+            let free = conn.recv_buf.len() - conn.recv_len;
+            if bytes.len() > free {
+                // More than the largest batch of replies.
+                Err(())
+            } else {
+                conn.recv_buf[conn.recv_len..conn.recv_len + bytes.len()].copy_from_slice(bytes);
+                conn.recv_len += bytes.len();
+                frame_replies(
+                    &conn.batch,
+                    &mut conn.replied,
+                    &conn.recv_buf[..conn.recv_len],
+                    &mut tally,
+                )
+                .map(|consumed| {
+                    conn.recv_buf.copy_within(consumed..conn.recv_len, 0);
+                    conn.recv_len -= consumed;
+                })
             }
+        };
+        if framed.is_err() {
+            self.fail(conn);
+            return false;
         }
         if conn.recording {
+            // Every reply framed by this completion arrived at `now` for a
+            // batch that started at `batch_start`: one latency, recorded
+            // once per command with a count rather than once per reply.
+            let latency_ns = now.saturating_duration_since(conn.batch_start).as_nanos() as u64;
             for (command, stats) in self.stats.commands.iter_mut().enumerate() {
-                if replies[command] > 0 {
-                    stats.requests += replies[command];
-                    stats.errors += errors[command];
+                if tally.replies[command] > 0 {
+                    stats.requests += tally.replies[command];
+                    stats.errors += tally.errors[command];
                     stats
                         .latency_ns
-                        .saturating_record_n(latency_ns, replies[command]);
+                        .saturating_record_n(latency_ns, tally.replies[command]);
                 }
             }
             self.interval
-                .saturating_record_n(latency_ns, replies.iter().sum());
+                .saturating_record_n(latency_ns, tally.replies.iter().sum());
         }
-        conn.recv_buf.copy_within(consumed..conn.recv_len, 0);
-        conn.recv_len -= consumed;
         if conn.replied < conn.batch.len() {
             if conn.recv_len == conn.recv_buf.len() {
                 // One reply larger than the buffer: not something we sent for.
@@ -544,6 +585,7 @@ impl Driver<'_> {
         }
         // Every reply is in, so the server had every byte of the batch: the
         // silent send is over and its buffer free for the next batch.
+        self.in_flight -= 1;
         true
     }
 
@@ -551,7 +593,11 @@ impl Driver<'_> {
     /// loses, and shut it so its other queued operation completes too.
     fn fail(&mut self, conn: &mut Conn) {
         if conn.alive {
+            if conn.awaiting() {
+                self.in_flight -= 1;
+            }
             conn.alive = false;
+            self.alive -= 1;
             self.stats.connection_errors += 1;
             if conn.recording {
                 self.stats.lost += (conn.batch.len() - conn.replied) as u64;
@@ -562,13 +608,46 @@ impl Driver<'_> {
     }
 }
 
+/// Replies framed by one receive completion, per command.
+#[derive(Default)]
+struct ReplyTally {
+    replies: [u64; Command::ALL.len()],
+    errors: [u64; Command::ALL.len()],
+}
+
+/// Frame the replies at the start of `buf` to the batch's commands from
+/// `*replied` on, advancing it; returns the bytes they took. `Err`: the
+/// stream broke the protocol.
+fn frame_replies(
+    batch: &[Command],
+    replied: &mut usize,
+    buf: &[u8],
+    tally: &mut ReplyTally,
+) -> Result<usize, ()> {
+    let mut consumed = 0;
+    while *replied < batch.len() {
+        match frame_reply(&buf[consumed..]) {
+            Ok(Some(scanned)) => {
+                let command = batch[*replied].index();
+                tally.replies[command] += 1;
+                tally.errors[command] += u64::from(scanned.is_error);
+                consumed += scanned.len;
+                *replied += 1;
+            }
+            Ok(None) => break,
+            Err(_) => return Err(()),
+        }
+    }
+    Ok(consumed)
+}
+
 /// Queue the connection's whole batch as one send. It completes silently
 /// on success (no completion to reap, no wakeup); `MSG_WAITALL` makes the
 /// kernel retry a short send itself. It is over once every reply has
 /// arrived.
 fn queue_send(ring: &mut IoUring, conn: &mut Conn, index: usize) -> Result<(), LoadgenError> {
     let entry = opcode::Send::new(
-        types::Fd(conn.stream.as_raw_fd()),
+        fixed_file(index),
         conn.send_buf.as_ptr(),
         conn.send_buf.len() as u32,
     )
@@ -583,11 +662,17 @@ fn queue_send(ring: &mut IoUring, conn: &mut Conn, index: usize) -> Result<(), L
 /// of bytes, into a provided buffer, until it ends (`!more`).
 fn queue_recv(ring: &mut IoUring, conn: &mut Conn, index: usize) -> Result<(), LoadgenError> {
     assert!(!conn.armed && conn.alive);
-    let entry = opcode::RecvMulti::new(types::Fd(conn.stream.as_raw_fd()), RECV_BUFFER_GROUP)
+    let entry = opcode::RecvMulti::new(fixed_file(index), RECV_BUFFER_GROUP)
         .build()
         .user_data(((index as u64) << OP_BITS) | OP_RECV);
     conn.armed = true;
     push(ring, &entry)
+}
+
+/// Connection `index`'s socket in the ring's registered file table (the
+/// table holds the connections' sockets in order: see `prepare`).
+fn fixed_file(index: usize) -> types::Fixed {
+    types::Fixed(u32::try_from(index).expect("connections fit the file table"))
 }
 
 /// Queue `entry`, flushing the submission queue to the kernel when full.
