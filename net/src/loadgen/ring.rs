@@ -3,18 +3,22 @@
 //!
 //! The hot loop allocates nothing. Every connection owns a send buffer sized
 //! for a full pipeline of the largest commands and a fixed receive buffer; a
-//! batch is encoded into the send buffer in place (the buffer only ever
-//! reuses its capacity), sent with one `send`, and answered into the receive
-//! buffer, where [`scan_reply`] frames replies without decoding them.
+//! batch is written into the send buffer in place from constant templates
+//! (the buffer only ever reuses its capacity; see [`super::wire`]) and sent
+//! with one `send`. The connections' sockets are registered with the ring,
+//! so no operation looks its descriptor up.
 //!
 //! Receiving: every connection has one multishot `recv` armed for the whole
 //! run, drawing from a provided-buffer ring shared by the thread (the
-//! server's [`BufRing`]). The kernel keeps the socket's poll armed between
-//! replies, so a batch costs one `send` entry and one receive completion,
-//! and no `recv` is re-armed per batch. Each completion's bytes are copied
-//! into the connection's receive buffer and the provided buffer goes
-//! straight back. A multishot receive that ends (the ring ran dry: ENOBUFS)
-//! is re-armed at the end of the turn, once the buffers are back.
+//! server's [`BufRing`], sized here to the thread's connections so that the
+//! buffers the kernel cycles through stay in the cache). The kernel keeps
+//! the socket's poll armed between replies, so a batch costs one `send`
+//! entry and one receive completion, and no `recv` is re-armed per batch.
+//! Replies are framed where the kernel put them, without decoding; only a
+//! reply cut in two by the network is carried over in the connection's
+//! receive buffer, and the provided buffer goes straight back. A multishot
+//! receive that ends (the ring ran dry: ENOBUFS) is re-armed at the end of
+//! the turn, once the buffers are back.
 //!
 //! Sending: a closed loop must keep every connection's next batch in flight
 //! as soon as its replies are in. The ready connections' batches leave every
@@ -67,6 +71,27 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// few connections keeps the server fed for one extra `io_uring_enter` per
 /// that many batches.
 const SEND_FLUSH_CONNS: usize = 4;
+/// Fewest provided receive buffers per thread; the ring gets one per
+/// connection (rounded up to a power of two) above that. A turn consumes at
+/// most one buffer per completion and returns them all at its end, and a
+/// connection's batch of replies usually arrives in one completion, so one
+/// per connection rarely runs the ring dry (and running dry only costs a
+/// re-armed receive). Few buffers matter: the kernel cycles through all of
+/// them, and the server's 512 x 16 KiB (8 MiB) left every receive copying
+/// into lines that had long left the cache (profiled: the kernel's copy
+/// took half as long with 64 x 4 KiB).
+const RECV_BUFFER_COUNT_MIN: usize = 16;
+const RECV_BUFFER_COUNT_MAX: usize = 4096;
+/// Bounds of one provided buffer: a completion carries at most this much,
+/// and a batch's replies larger than it take several completions.
+const RECV_BUFFER_BYTES_FLOOR: usize = 4096;
+const RECV_BUFFER_BYTES_CEILING: usize = 64 * 1024;
+/// All of a thread's provided buffers together.
+const RECV_BUFFERS_TOTAL_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Buffers start this much past a multiple of a page, each at a different
+/// cache set, rather than all competing for the set of their first line.
+const RECV_BUFFER_STAGGER_BYTES: usize = 64;
+
 /// How often a thread hands its interval latencies to the main thread.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -147,7 +172,8 @@ pub fn run_thread(plan: ThreadPlan, shared: RunShared<'_>) -> Result<RunStats, L
     });
     let (mut ring, mut conns) =
         started.inspect_err(|_| shared.abort.store(true, Ordering::Relaxed))?;
-    let mut buffers = match BufRing::register(&ring) {
+    let (buffer_count, buffer_size_bytes) = recv_buffer_shape(conns.len(), shared.config);
+    let mut buffers = match BufRing::register_sized(&ring, buffer_count, buffer_size_bytes) {
         Ok(buffers) => buffers,
         Err(source) => {
             shared.abort.store(true, Ordering::Relaxed);
@@ -669,6 +695,26 @@ fn queue_recv(ring: &mut IoUring, conn: &mut Conn, index: usize) -> Result<(), L
     push(ring, &entry)
 }
 
+/// How many provided receive buffers a thread with `conn_count`
+/// connections gets, and their size: one batch of replies per buffer where
+/// it fits.
+fn recv_buffer_shape(conn_count: usize, config: &Config) -> (u16, usize) {
+    let batch_reply_bytes = config.pipeline * (config.data_size_max + COMMAND_OVERHEAD_BYTES);
+    let size_bytes = batch_reply_bytes
+        .clamp(RECV_BUFFER_BYTES_FLOOR, RECV_BUFFER_BYTES_CEILING)
+        .next_multiple_of(RECV_BUFFER_BYTES_FLOOR)
+        + RECV_BUFFER_STAGGER_BYTES;
+    let fitting = RECV_BUFFERS_TOTAL_BYTES_MAX / size_bytes;
+    let count_fitting = (1usize << fitting.ilog2()).max(RECV_BUFFER_COUNT_MIN);
+    let count = conn_count
+        .next_power_of_two()
+        .clamp(RECV_BUFFER_COUNT_MIN, RECV_BUFFER_COUNT_MAX)
+        .min(count_fitting);
+    let count = u16::try_from(count).expect("bounded by RECV_BUFFER_COUNT_MAX");
+    assert!(count.is_power_of_two());
+    (count, size_bytes)
+}
+
 /// Connection `index`'s socket in the ring's registered file table (the
 /// table holds the connections' sockets in order: see `prepare`).
 fn fixed_file(index: usize) -> types::Fixed {
@@ -719,5 +765,32 @@ pub fn allowed_cpus() -> Vec<usize> {
         (0..libc::CPU_SETSIZE as usize)
             .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        Config::parse(args.iter().map(|s| s.to_string())).expect("valid flags")
+    }
+
+    #[test]
+    fn receive_buffers_follow_connections_and_replies() {
+        let small = config(&["--pipeline", "16", "--data-size", "32"]);
+        // The client-cpu runs: 50 connections, 16 replies of 32 bytes.
+        assert_eq!(recv_buffer_shape(50, &small), (64, 4096 + 64));
+        assert_eq!(recv_buffer_shape(1, &small), (16, 4096 + 64));
+        // Thousands of connections: capped by the total, ENOBUFS re-arms.
+        let (count, size) = recv_buffer_shape(4096, &small);
+        assert!(usize::from(count) * size <= RECV_BUFFERS_TOTAL_BYTES_MAX);
+        assert_eq!(count, 1024);
+        // Large values: the largest buffer, fewer of them.
+        let large = config(&["--pipeline", "64", "--data-size", "100000"]);
+        let (count, size) = recv_buffer_shape(50, &large);
+        assert_eq!(size, RECV_BUFFER_BYTES_CEILING + RECV_BUFFER_STAGGER_BYTES);
+        assert!(usize::from(count) * size <= RECV_BUFFERS_TOTAL_BYTES_MAX);
+        assert!(usize::from(count) >= RECV_BUFFER_COUNT_MIN);
     }
 }
