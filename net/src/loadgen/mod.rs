@@ -21,6 +21,7 @@ mod plot;
 mod report;
 mod ring;
 mod stats;
+mod wire;
 mod workload;
 
 use std::fmt;

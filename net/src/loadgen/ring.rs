@@ -3,18 +3,22 @@
 //!
 //! The hot loop allocates nothing. Every connection owns a send buffer sized
 //! for a full pipeline of the largest commands and a fixed receive buffer; a
-//! batch is encoded into the send buffer in place (the buffer only ever
-//! reuses its capacity), sent with one `send`, and answered into the receive
-//! buffer, where [`scan_reply`] frames replies without decoding them.
+//! batch is written into the send buffer in place from constant templates
+//! (the buffer only ever reuses its capacity; see [`super::wire`]) and sent
+//! with one `send`. The connections' sockets are registered with the ring,
+//! so no operation looks its descriptor up.
 //!
 //! Receiving: every connection has one multishot `recv` armed for the whole
 //! run, drawing from a provided-buffer ring shared by the thread (the
-//! server's [`BufRing`]). The kernel keeps the socket's poll armed between
-//! replies, so a batch costs one `send` entry and one receive completion,
-//! and no `recv` is re-armed per batch. Each completion's bytes are copied
-//! into the connection's receive buffer and the provided buffer goes
-//! straight back. A multishot receive that ends (the ring ran dry: ENOBUFS)
-//! is re-armed at the end of the turn, once the buffers are back.
+//! server's [`BufRing`], sized here to the thread's connections so that the
+//! buffers the kernel cycles through stay in the cache). The kernel keeps
+//! the socket's poll armed between replies, so a batch costs one `send`
+//! entry and one receive completion, and no `recv` is re-armed per batch.
+//! Replies are framed where the kernel put them, without decoding; only a
+//! reply cut in two by the network is carried over in the connection's
+//! receive buffer, and the provided buffer goes straight back. A multishot
+//! receive that ends (the ring ran dry: ENOBUFS) is re-armed at the end of
+//! the turn, once the buffers are back.
 //!
 //! Sending: a closed loop must keep every connection's next batch in flight
 //! as soon as its replies are in. The ready connections' batches leave every
@@ -33,7 +37,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -43,9 +47,9 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use super::config::Config;
 use super::stats::{new_histogram, Command, LiveSlot, RunStats};
-use super::workload::{write_key, KeyChooser, KeyPool, Rng, Zipf, KEY_LEN};
+use super::wire::{frame_reply, RequestEncoder};
+use super::workload::{KeyChooser, KeyPool, Rng, Zipf, KEY_LEN};
 use super::LoadgenError;
-use crate::client::resp::{encode_command, scan_reply};
 use crate::server::bufring::{BufRing, RECV_BUFFER_GROUP};
 
 /// Operations a ring holds: a send and a recv per connection, rounded up.
@@ -67,6 +71,27 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// few connections keeps the server fed for one extra `io_uring_enter` per
 /// that many batches.
 const SEND_FLUSH_CONNS: usize = 4;
+/// Fewest provided receive buffers per thread; the ring gets one per
+/// connection (rounded up to a power of two) above that. A turn consumes at
+/// most one buffer per completion and returns them all at its end, and a
+/// connection's batch of replies usually arrives in one completion, so one
+/// per connection rarely runs the ring dry (and running dry only costs a
+/// re-armed receive). Few buffers matter: the kernel cycles through all of
+/// them, and the server's 512 x 16 KiB (8 MiB) left every receive copying
+/// into lines that had long left the cache (profiled: the kernel's copy
+/// took half as long with 64 x 4 KiB).
+const RECV_BUFFER_COUNT_MIN: usize = 16;
+const RECV_BUFFER_COUNT_MAX: usize = 4096;
+/// Bounds of one provided buffer: a completion carries at most this much,
+/// and a batch's replies larger than it take several completions.
+const RECV_BUFFER_BYTES_FLOOR: usize = 4096;
+const RECV_BUFFER_BYTES_CEILING: usize = 64 * 1024;
+/// All of a thread's provided buffers together.
+const RECV_BUFFERS_TOTAL_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Buffers start this much past a multiple of a page, each at a different
+/// cache set, rather than all competing for the set of their first line.
+const RECV_BUFFER_STAGGER_BYTES: usize = 64;
+
 /// How often a thread hands its interval latencies to the main thread.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -147,7 +172,8 @@ pub fn run_thread(plan: ThreadPlan, shared: RunShared<'_>) -> Result<RunStats, L
     });
     let (mut ring, mut conns) =
         started.inspect_err(|_| shared.abort.store(true, Ordering::Relaxed))?;
-    let mut buffers = match BufRing::register(&ring) {
+    let (buffer_count, buffer_size_bytes) = recv_buffer_shape(conns.len(), shared.config);
+    let mut buffers = match BufRing::register_sized(&ring, buffer_count, buffer_size_bytes) {
         Ok(buffers) => buffers,
         Err(source) => {
             shared.abort.store(true, Ordering::Relaxed);
@@ -223,6 +249,13 @@ fn prepare(plan: &ThreadPlan, config: &Config) -> Result<(IoUring, Vec<Conn>), L
         }
     }
     assert!(conns.len() < (1 << (64 - OP_BITS)));
+    // Registered sockets: every send and receive then names its socket by
+    // index into the ring's own table instead of making the kernel look the
+    // descriptor up and take and drop a reference to it per operation.
+    let fds: Vec<RawFd> = conns.iter().map(|conn| conn.stream.as_raw_fd()).collect();
+    ring.submitter()
+        .register_files(&fds)
+        .map_err(|source| LoadgenError::Ring { source })?;
     Ok((ring, conns))
 }
 
@@ -231,13 +264,18 @@ struct Driver<'a> {
     config: &'a Config,
     stats: RunStats,
     interval: Histogram<u64>,
-    value: Vec<u8>,
+    encoder: RequestEncoder,
     measure_from: Instant,
     stop_at: Option<Instant>,
     budget_left: Option<u64>,
     batch_interval: Option<Duration>,
     next_due: Instant,
     stopping: bool,
+    /// Connections with a batch out (`Conn::awaiting`), counted rather
+    /// than found by walking every connection on every turn.
+    in_flight: usize,
+    /// Connections not failed.
+    alive: usize,
 }
 
 fn drive(
@@ -254,7 +292,7 @@ fn drive(
         config,
         stats: RunStats::default(),
         interval: new_histogram(),
-        value: vec![b'x'; config.data_size_max],
+        encoder: RequestEncoder::new(config.data_size_min, config.data_size_max),
         measure_from,
         stop_at: match config.stop {
             super::config::Stop::After(duration) => Some(measure_from + duration),
@@ -266,6 +304,8 @@ fn drive(
             .map(|rate| Duration::from_secs_f64(config.pipeline as f64 / rate)),
         next_due: start,
         stopping: false,
+        in_flight: 0,
+        alive: conns.len(),
     };
     let mut ready: VecDeque<usize> = (0..conns.len()).collect();
     let mut last_publish = start;
@@ -292,8 +332,12 @@ fn drive(
                 .publish(driver.stats.requests(), &mut driver.interval);
             last_publish = now;
         }
-        let awaiting = conns.iter().any(Conn::awaiting);
-        if !awaiting && (driver.stopping || conns.iter().all(|c| !c.alive)) {
+        debug_assert_eq!(
+            driver.in_flight,
+            conns.iter().filter(|conn| conn.awaiting()).count()
+        );
+        debug_assert_eq!(driver.alive, conns.iter().filter(|conn| conn.alive).count());
+        if driver.in_flight == 0 && (driver.stopping || driver.alive == 0) {
             break;
         }
         if driver.stopping {
@@ -401,6 +445,11 @@ impl Driver<'_> {
             if self.stopping {
                 return Ok(WAIT_SLICE);
             }
+            if !conns[index].alive {
+                // Failed (closed by the server) while waiting its turn.
+                ready.pop_front();
+                continue;
+            }
             // The schedule first: a batch that isn't due yet consumes nothing.
             let batch_start = match self.batch_interval {
                 None => now,
@@ -430,6 +479,7 @@ impl Driver<'_> {
                 self.stats.bytes_sent += conn.send_buf.len() as u64;
             }
             queue_send(ring, conn, index)?;
+            self.in_flight += 1;
         }
         Ok(WAIT_SLICE)
     }
@@ -444,17 +494,22 @@ impl Driver<'_> {
         conn.replied = 0;
         conn.batch_start = batch_start;
         conn.recording = recording;
-        let weights = u64::from(self.config.set_weight) + u64::from(self.config.get_weight);
-        let mut key = [0u8; KEY_LEN];
+        let set_weight = u64::from(self.config.set_weight);
+        let weights = set_weight + u64::from(self.config.get_weight);
+        let value_len_min = self.config.data_size_min;
+        let spread = (self.config.data_size_max - value_len_min) as u64;
         for _ in 0..count {
-            write_key(&mut key, conn.keys.next_index(&mut conn.rng));
-            if conn.rng.below(weights) < u64::from(self.config.set_weight) {
-                let spread = (self.config.data_size_max - self.config.data_size_min) as u64;
-                let len = self.config.data_size_min + conn.rng.below(spread + 1) as usize;
-                encode_command(&mut conn.send_buf, &[b"SET", &key, &self.value[..len]]);
+            let key_index = conn.keys.next_index(&mut conn.rng);
+            if conn.rng.below(weights) < set_weight {
+                let len = if self.encoder.value_len_varies() {
+                    value_len_min + conn.rng.below(spread + 1) as usize
+                } else {
+                    value_len_min
+                };
+                self.encoder.set(&mut conn.send_buf, key_index, len);
                 conn.batch.push(Command::Set);
             } else {
-                encode_command(&mut conn.send_buf, &[b"GET", &key]);
+                self.encoder.get(&mut conn.send_buf, key_index);
                 conn.batch.push(Command::Get);
             }
         }
@@ -480,56 +535,68 @@ impl Driver<'_> {
         if !conn.alive {
             return false;
         }
-        let free = conn.recv_buf.len() - conn.recv_len;
-        if bytes.len() > free || conn.replied == conn.batch.len() {
-            // More than the largest batch of replies, or replies to nothing
-            // we sent: the stream is out of sync.
+        if conn.replied == conn.batch.len() {
+            // Replies to nothing we sent: the stream is out of sync.
             self.fail(conn);
             return false;
         }
-        conn.recv_buf[conn.recv_len..conn.recv_len + bytes.len()].copy_from_slice(bytes);
-        conn.recv_len += bytes.len();
         if conn.recording {
             self.stats.bytes_received += bytes.len() as u64;
         }
-        // Every reply framed by this completion arrived at `now` for a batch
-        // that started at `batch_start`: one latency, recorded once per
-        // command with a count rather than once per reply.
-        let latency_ns = now.saturating_duration_since(conn.batch_start).as_nanos() as u64;
-        let mut replies = [0u64; Command::ALL.len()];
-        let mut errors = [0u64; Command::ALL.len()];
-        let mut consumed = 0;
-        while conn.replied < conn.batch.len() {
-            match scan_reply(&conn.recv_buf[consumed..conn.recv_len]) {
-                Ok(Some(scanned)) => {
-                    let command = conn.batch[conn.replied].index();
-                    replies[command] += 1;
-                    errors[command] += u64::from(scanned.is_error);
-                    consumed += scanned.len;
-                    conn.replied += 1;
+        let mut tally = ReplyTally::default();
+        let framed = if conn.recv_len == 0 {
+            // The usual case, a batch's replies arriving whole: frame them
+            // where the kernel put them and keep only a cut reply's start.
+            frame_replies(&conn.batch, &mut conn.replied, bytes, &mut tally).and_then(|consumed| {
+                let rest = &bytes[consumed..];
+                if rest.len() > conn.recv_buf.len() {
+                    return Err(());
                 }
-                Ok(None) => break,
-                Err(_) => {
-                    self.fail(conn);
-                    return false;
-                }
+                conn.recv_buf[..rest.len()].copy_from_slice(rest);
+                conn.recv_len = rest.len();
+                Ok(())
+            })
+        } else {
+            let free = conn.recv_buf.len() - conn.recv_len;
+            if bytes.len() > free {
+                // More than the largest batch of replies.
+                Err(())
+            } else {
+                conn.recv_buf[conn.recv_len..conn.recv_len + bytes.len()].copy_from_slice(bytes);
+                conn.recv_len += bytes.len();
+                frame_replies(
+                    &conn.batch,
+                    &mut conn.replied,
+                    &conn.recv_buf[..conn.recv_len],
+                    &mut tally,
+                )
+                .map(|consumed| {
+                    conn.recv_buf.copy_within(consumed..conn.recv_len, 0);
+                    conn.recv_len -= consumed;
+                })
             }
+        };
+        if framed.is_err() {
+            self.fail(conn);
+            return false;
         }
         if conn.recording {
+            // Every reply framed by this completion arrived at `now` for a
+            // batch that started at `batch_start`: one latency, recorded
+            // once per command with a count rather than once per reply.
+            let latency_ns = now.saturating_duration_since(conn.batch_start).as_nanos() as u64;
             for (command, stats) in self.stats.commands.iter_mut().enumerate() {
-                if replies[command] > 0 {
-                    stats.requests += replies[command];
-                    stats.errors += errors[command];
+                if tally.replies[command] > 0 {
+                    stats.requests += tally.replies[command];
+                    stats.errors += tally.errors[command];
                     stats
                         .latency_ns
-                        .saturating_record_n(latency_ns, replies[command]);
+                        .saturating_record_n(latency_ns, tally.replies[command]);
                 }
             }
             self.interval
-                .saturating_record_n(latency_ns, replies.iter().sum());
+                .saturating_record_n(latency_ns, tally.replies.iter().sum());
         }
-        conn.recv_buf.copy_within(consumed..conn.recv_len, 0);
-        conn.recv_len -= consumed;
         if conn.replied < conn.batch.len() {
             if conn.recv_len == conn.recv_buf.len() {
                 // One reply larger than the buffer: not something we sent for.
@@ -544,6 +611,7 @@ impl Driver<'_> {
         }
         // Every reply is in, so the server had every byte of the batch: the
         // silent send is over and its buffer free for the next batch.
+        self.in_flight -= 1;
         true
     }
 
@@ -551,7 +619,11 @@ impl Driver<'_> {
     /// loses, and shut it so its other queued operation completes too.
     fn fail(&mut self, conn: &mut Conn) {
         if conn.alive {
+            if conn.awaiting() {
+                self.in_flight -= 1;
+            }
             conn.alive = false;
+            self.alive -= 1;
             self.stats.connection_errors += 1;
             if conn.recording {
                 self.stats.lost += (conn.batch.len() - conn.replied) as u64;
@@ -562,13 +634,46 @@ impl Driver<'_> {
     }
 }
 
+/// Replies framed by one receive completion, per command.
+#[derive(Default)]
+struct ReplyTally {
+    replies: [u64; Command::ALL.len()],
+    errors: [u64; Command::ALL.len()],
+}
+
+/// Frame the replies at the start of `buf` to the batch's commands from
+/// `*replied` on, advancing it; returns the bytes they took. `Err`: the
+/// stream broke the protocol.
+fn frame_replies(
+    batch: &[Command],
+    replied: &mut usize,
+    buf: &[u8],
+    tally: &mut ReplyTally,
+) -> Result<usize, ()> {
+    let mut consumed = 0;
+    while *replied < batch.len() {
+        match frame_reply(&buf[consumed..]) {
+            Ok(Some(scanned)) => {
+                let command = batch[*replied].index();
+                tally.replies[command] += 1;
+                tally.errors[command] += u64::from(scanned.is_error);
+                consumed += scanned.len;
+                *replied += 1;
+            }
+            Ok(None) => break,
+            Err(_) => return Err(()),
+        }
+    }
+    Ok(consumed)
+}
+
 /// Queue the connection's whole batch as one send. It completes silently
 /// on success (no completion to reap, no wakeup); `MSG_WAITALL` makes the
 /// kernel retry a short send itself. It is over once every reply has
 /// arrived.
 fn queue_send(ring: &mut IoUring, conn: &mut Conn, index: usize) -> Result<(), LoadgenError> {
     let entry = opcode::Send::new(
-        types::Fd(conn.stream.as_raw_fd()),
+        fixed_file(index),
         conn.send_buf.as_ptr(),
         conn.send_buf.len() as u32,
     )
@@ -583,11 +688,37 @@ fn queue_send(ring: &mut IoUring, conn: &mut Conn, index: usize) -> Result<(), L
 /// of bytes, into a provided buffer, until it ends (`!more`).
 fn queue_recv(ring: &mut IoUring, conn: &mut Conn, index: usize) -> Result<(), LoadgenError> {
     assert!(!conn.armed && conn.alive);
-    let entry = opcode::RecvMulti::new(types::Fd(conn.stream.as_raw_fd()), RECV_BUFFER_GROUP)
+    let entry = opcode::RecvMulti::new(fixed_file(index), RECV_BUFFER_GROUP)
         .build()
         .user_data(((index as u64) << OP_BITS) | OP_RECV);
     conn.armed = true;
     push(ring, &entry)
+}
+
+/// How many provided receive buffers a thread with `conn_count`
+/// connections gets, and their size: one batch of replies per buffer where
+/// it fits.
+fn recv_buffer_shape(conn_count: usize, config: &Config) -> (u16, usize) {
+    let batch_reply_bytes = config.pipeline * (config.data_size_max + COMMAND_OVERHEAD_BYTES);
+    let size_bytes = batch_reply_bytes
+        .clamp(RECV_BUFFER_BYTES_FLOOR, RECV_BUFFER_BYTES_CEILING)
+        .next_multiple_of(RECV_BUFFER_BYTES_FLOOR)
+        + RECV_BUFFER_STAGGER_BYTES;
+    let fitting = RECV_BUFFERS_TOTAL_BYTES_MAX / size_bytes;
+    let count_fitting = (1usize << fitting.ilog2()).max(RECV_BUFFER_COUNT_MIN);
+    let count = conn_count
+        .next_power_of_two()
+        .clamp(RECV_BUFFER_COUNT_MIN, RECV_BUFFER_COUNT_MAX)
+        .min(count_fitting);
+    let count = u16::try_from(count).expect("bounded by RECV_BUFFER_COUNT_MAX");
+    assert!(count.is_power_of_two());
+    (count, size_bytes)
+}
+
+/// Connection `index`'s socket in the ring's registered file table (the
+/// table holds the connections' sockets in order: see `prepare`).
+fn fixed_file(index: usize) -> types::Fixed {
+    types::Fixed(u32::try_from(index).expect("connections fit the file table"))
 }
 
 /// Queue `entry`, flushing the submission queue to the kernel when full.
@@ -634,5 +765,32 @@ pub fn allowed_cpus() -> Vec<usize> {
         (0..libc::CPU_SETSIZE as usize)
             .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        Config::parse(args.iter().map(|s| s.to_string())).expect("valid flags")
+    }
+
+    #[test]
+    fn receive_buffers_follow_connections_and_replies() {
+        let small = config(&["--pipeline", "16", "--data-size", "32"]);
+        // The client-cpu runs: 50 connections, 16 replies of 32 bytes.
+        assert_eq!(recv_buffer_shape(50, &small), (64, 4096 + 64));
+        assert_eq!(recv_buffer_shape(1, &small), (16, 4096 + 64));
+        // Thousands of connections: capped by the total, ENOBUFS re-arms.
+        let (count, size) = recv_buffer_shape(4096, &small);
+        assert!(usize::from(count) * size <= RECV_BUFFERS_TOTAL_BYTES_MAX);
+        assert_eq!(count, 1024);
+        // Large values: the largest buffer, fewer of them.
+        let large = config(&["--pipeline", "64", "--data-size", "100000"]);
+        let (count, size) = recv_buffer_shape(50, &large);
+        assert_eq!(size, RECV_BUFFER_BYTES_CEILING + RECV_BUFFER_STAGGER_BYTES);
+        assert!(usize::from(count) * size <= RECV_BUFFERS_TOTAL_BYTES_MAX);
+        assert!(usize::from(count) >= RECV_BUFFER_COUNT_MIN);
     }
 }

@@ -16,19 +16,38 @@ use super::config::KeyPattern;
 
 /// `key:` + 12 digits.
 pub const KEY_LEN: usize = 16;
-const KEY_PREFIX: &[u8] = b"key:";
-const KEY_DIGITS: usize = KEY_LEN - KEY_PREFIX.len();
+pub const KEY_PREFIX: &[u8] = b"key:";
+pub const KEY_DIGITS: usize = KEY_LEN - KEY_PREFIX.len();
+/// "00" to "99": two digits per division, as the request encoder runs
+/// this for every request.
+const DIGIT_PAIRS: [[u8; 2]; 100] = {
+    let mut pairs = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        pairs[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    pairs
+};
 /// YCSB's default skew.
 const ZIPF_THETA: f64 = 0.99;
 
 /// Write key `index` into `out` (exactly [`KEY_LEN`] bytes).
-pub fn write_key(out: &mut [u8; KEY_LEN], mut index: u64) {
-    assert!(index < 10u64.pow(KEY_DIGITS as u32));
+pub fn write_key(out: &mut [u8; KEY_LEN], index: u64) {
     out[..KEY_PREFIX.len()].copy_from_slice(KEY_PREFIX);
-    for at in (KEY_PREFIX.len()..KEY_LEN).rev() {
-        out[at] = b'0' + (index % 10) as u8;
-        index /= 10;
+    out[KEY_PREFIX.len()..].copy_from_slice(&key_digits(index));
+}
+
+/// Key `index`'s digits, zero-padded (the key without its prefix).
+pub fn key_digits(mut index: u64) -> [u8; KEY_DIGITS] {
+    assert!(index < 10u64.pow(KEY_DIGITS as u32));
+    const _: () = assert!(KEY_DIGITS % 2 == 0);
+    let mut digits = [0u8; KEY_DIGITS];
+    for pair in digits.chunks_exact_mut(2).rev() {
+        pair.copy_from_slice(&DIGIT_PAIRS[(index % 100) as usize]);
+        index /= 100;
     }
+    digits
 }
 
 /// SplitMix64: tiny, fast, and good enough to pick keys; seeded per
@@ -194,6 +213,10 @@ mod tests {
         let mut key = [0u8; KEY_LEN];
         write_key(&mut key, 12345);
         assert_eq!(&key, b"key:000000012345");
+        write_key(&mut key, 999_999_999_999);
+        assert_eq!(&key, b"key:999999999999");
+        write_key(&mut key, 100_000_000_007);
+        assert_eq!(&key, b"key:100000000007");
     }
 
     #[test]

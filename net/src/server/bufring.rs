@@ -7,7 +7,8 @@
 //! copies each completion's bytes into the connection's own input buffer and
 //! hands the buffer straight back, so the ring only runs dry (ENOBUFS) when
 //! more receives complete in one round than there are buffers; the receive is
-//! then re-armed at the end of the round.
+//! then re-armed at the end of the round. The load generator uses the same
+//! ring with its own count and size (`register_sized`).
 
 use std::sync::atomic::{AtomicU16, Ordering};
 
@@ -63,6 +64,9 @@ impl Drop for Mapping {
 pub struct BufRing {
     ring: Mapping,
     buffers: Mapping,
+    /// A power of two (the ring's index mask).
+    count: u16,
+    size_bytes: usize,
     /// Our copy of the ring's tail; published to the kernel by `publish`.
     tail: u16,
 }
@@ -70,15 +74,28 @@ pub struct BufRing {
 impl BufRing {
     /// Maps the ring and its buffers and registers them with `uring`.
     pub fn register(uring: &IoUring) -> std::io::Result<BufRing> {
-        let count = usize::from(RECV_BUFFER_COUNT);
-        let ring = Mapping::new(count * std::mem::size_of::<BufRingEntry>())?;
-        let buffers = Mapping::new(count * RECV_BUFFER_SIZE_BYTES)?;
+        BufRing::register_sized(uring, RECV_BUFFER_COUNT, RECV_BUFFER_SIZE_BYTES)
+    }
+
+    /// As [`BufRing::register`], with `count` buffers (a power of two) of
+    /// `size_bytes` each: the load generator sizes its ring to its
+    /// connections so that the buffers the kernel cycles through stay in
+    /// the cache.
+    pub fn register_sized(
+        uring: &IoUring,
+        count: u16,
+        size_bytes: usize,
+    ) -> std::io::Result<BufRing> {
+        assert!(count.is_power_of_two());
+        assert!(size_bytes > 0 && u32::try_from(size_bytes).is_ok());
+        let ring = Mapping::new(usize::from(count) * std::mem::size_of::<BufRingEntry>())?;
+        let buffers = Mapping::new(usize::from(count) * size_bytes)?;
         // SAFETY: both mappings live as long as this BufRing, which the
         // event loop drops only after the io_uring instance itself.
         unsafe {
             uring.submitter().register_buf_ring_with_flags(
                 ring.ptr as u64,
-                RECV_BUFFER_COUNT,
+                count,
                 RECV_BUFFER_GROUP,
                 0,
             )?;
@@ -86,9 +103,11 @@ impl BufRing {
         let mut this = BufRing {
             ring,
             buffers,
+            count,
+            size_bytes,
             tail: 0,
         };
-        for bid in 0..RECV_BUFFER_COUNT {
+        for bid in 0..count {
             this.push(bid);
         }
         this.publish();
@@ -97,16 +116,14 @@ impl BufRing {
 
     /// The bytes the kernel put in buffer `bid`.
     pub fn bytes(&self, bid: u16, len: usize) -> &[u8] {
-        assert!(bid < RECV_BUFFER_COUNT);
-        assert!(len <= RECV_BUFFER_SIZE_BYTES);
+        assert!(bid < self.count);
+        assert!(len <= self.size_bytes);
         // SAFETY: in bounds of the buffers mapping; the kernel finished
         // writing this buffer when it posted the completion naming it, and
         // cannot pick it again until we `push` it back.
         unsafe {
             std::slice::from_raw_parts(
-                self.buffers
-                    .ptr
-                    .add(usize::from(bid) * RECV_BUFFER_SIZE_BYTES),
+                self.buffers.ptr.add(usize::from(bid) * self.size_bytes),
                 len,
             )
         }
@@ -114,19 +131,15 @@ impl BufRing {
 
     /// Give buffer `bid` back (visible to the kernel after `publish`).
     pub fn push(&mut self, bid: u16) {
-        assert!(bid < RECV_BUFFER_COUNT);
-        let index = usize::from(self.tail & (RECV_BUFFER_COUNT - 1));
+        assert!(bid < self.count);
+        let index = usize::from(self.tail & (self.count - 1));
         // SAFETY: `index` is within the ring mapping; the kernel reads only
         // entries between its head and the published tail, and this one is
         // past the published tail.
         unsafe {
             let entry = &mut *(self.ring.ptr as *mut BufRingEntry).add(index);
-            entry.set_addr(
-                self.buffers
-                    .ptr
-                    .add(usize::from(bid) * RECV_BUFFER_SIZE_BYTES) as u64,
-            );
-            entry.set_len(RECV_BUFFER_SIZE_BYTES as u32);
+            entry.set_addr(self.buffers.ptr.add(usize::from(bid) * self.size_bytes) as u64);
+            entry.set_len(self.size_bytes as u32);
             entry.set_bid(bid);
         }
         self.tail = self.tail.wrapping_add(1);
