@@ -10,7 +10,8 @@
 #
 # Env: RUNS (3), PIPELINE (16), DURATION (5 s), CONNECTIONS (50), RATIO (1:1),
 #      DATA_SIZE (32), KEYSPACE (100000), SERVER_CPU (0), LOAD_CPU (1),
-#      PORT (18500), TESSERA_ARGS (--durability async).
+#      PORT (18500), TESSERA_ARGS (--durability async), BENCH (load generator
+#      binary; default target/release/tessera-bench), TESSERA (server binary).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-3}
@@ -24,7 +25,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 PORT=${PORT:-18500}
 TESSERA_ARGS=${TESSERA_ARGS:---durability async}
-BENCH=$ROOT/target/release/tessera-bench
+BENCH=${BENCH:-$ROOT/target/release/tessera-bench}
 TESSERA=${TESSERA:-$ROOT/target/release/tessera}
 CLK_TCK=$(getconf CLK_TCK)
 SCRATCH=$(mktemp -d)
