@@ -70,14 +70,18 @@ fn point_get(c: &mut Criterion) {
 
 const BATCH_OPS: usize = 1000;
 
-/// This thread's minor plus major page faults so far.
-fn thread_page_faults() -> u64 {
+/// This thread's minor plus major page faults, and the times the scheduler
+/// took its CPU away (involuntary context switches), so far.
+fn thread_faults_and_preemptions() -> (u64, u64) {
     // SAFETY: an all-zero rusage is a valid value for getrusage to fill.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is a valid, writable rusage.
     let result = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
     assert_eq!(result, 0);
-    (usage.ru_minflt + usage.ru_majflt) as u64
+    (
+        (usage.ru_minflt + usage.ru_majflt) as u64,
+        usage.ru_nivcsw as u64,
+    )
 }
 
 /// One `merge_step` seen while applying batches.
@@ -85,9 +89,11 @@ fn thread_page_faults() -> u64 {
 struct StepSample {
     wall_ns: u64,
     cpu_ns: u64,
-    /// Page faults the thread took during the step (counted only with
-    /// `TESSERA_BENCH_STEP_FAULTS` set: two more system calls per step).
+    /// Page faults the thread took during the step, and the times it was
+    /// preempted (counted only with `TESSERA_BENCH_STEP_FAULTS` set: two
+    /// more system calls per step).
     page_faults: u64,
+    preemptions: u64,
 }
 
 /// Steps over this much CPU time missed the step budget target.
@@ -110,23 +116,24 @@ fn apply_batches(store: &mut Store, next: &mut u64, iterations: u64, merge: bool
         if merge {
             let count_faults = COUNT_STEP_FAULTS.with(|count| *count);
             while store.merge_needed() {
-                let faults = if count_faults {
-                    thread_page_faults()
+                let before = if count_faults {
+                    thread_faults_and_preemptions()
                 } else {
-                    0
+                    (0, 0)
                 };
                 let (wall, cpu) = (Instant::now(), thread_cpu_ns());
                 store.merge_step(Duration::from_micros(200));
                 let (wall_ns, cpu_ns) = (wall.elapsed().as_nanos() as u64, thread_cpu_ns() - cpu);
-                let page_faults = if count_faults {
-                    thread_page_faults() - faults
+                let after = if count_faults {
+                    thread_faults_and_preemptions()
                 } else {
-                    0
+                    (0, 0)
                 };
                 let sample = StepSample {
                     wall_ns,
                     cpu_ns,
-                    page_faults,
+                    page_faults: after.0 - before.0,
+                    preemptions: after.1 - before.1,
                 };
                 MERGE_STEPS.with(|steps| steps.borrow_mut().push(sample));
             }
@@ -155,8 +162,16 @@ fn apply_batch(c: &mut Criterion) {
     let prefault_bytes = std::env::var("TESSERA_BENCH_PREFAULT_MB").map_or(0, |mb| {
         mb.parse::<usize>().expect("TESSERA_BENCH_PREFAULT_MB: MiB") << 20
     });
+    let started = Instant::now();
     let prefaulted = prefault_bytes > 0
         && tessera_engine::prefault_retained_memory(prefault_bytes).expect("prefault size");
+    if prefaulted {
+        eprintln!(
+            "prefaulted {} MiB of heap in {} ms",
+            prefault_bytes >> 20,
+            started.elapsed().as_millis()
+        );
+    }
     let mut group = c.benchmark_group("engine_apply_batch_1000");
     group.throughput(Throughput::Elements(BATCH_OPS as u64));
     let mut store = Store::new(bench_config()).unwrap();
@@ -206,15 +221,39 @@ fn report_steps(steps: &[StepSample], retained: bool, prefault_bytes: Option<usi
     if COUNT_STEP_FAULTS.with(|count| *count) {
         let faulted = steps.iter().filter(|step| step.page_faults > 0).count();
         let faults: u64 = steps.iter().map(|step| step.page_faults).sum();
-        let slow = steps.iter().filter(|step| step.cpu_ns > STEP_SLOW_NS);
-        let slow_faulted = slow.clone().filter(|step| step.page_faults > 0).count();
+        let over = |ns: u64, faulted: bool| {
+            steps
+                .iter()
+                .filter(|step| step.cpu_ns > ns && (step.page_faults > 0) == faulted)
+                .count()
+        };
         eprintln!(
             "merge_step page faults ({setting}): {faults} in {faulted} of {} steps; steps over \
-             {} us of CPU: {} with page faults, {} without",
+             200 / 300 / 500 us of CPU with page faults: {} / {} / {}, without: {} / {} / {}",
             steps.len(),
-            STEP_SLOW_NS / 1000,
-            slow_faulted,
-            slow.count() - slow_faulted
+            over(STEP_SLOW_NS, true),
+            over(300_000, true),
+            over(500_000, true),
+            over(STEP_SLOW_NS, false),
+            over(300_000, false),
+            over(500_000, false),
+        );
+        let slow_unfaulted = steps
+            .iter()
+            .filter(|step| step.cpu_ns > STEP_SLOW_NS && step.page_faults == 0);
+        let preempted = |steps: &mut dyn Iterator<Item = &StepSample>| {
+            let (mut all, mut preempted) = (0, 0);
+            for step in steps {
+                all += 1;
+                preempted += usize::from(step.preemptions > 0);
+            }
+            (preempted, all)
+        };
+        let (slow_preempted, slow) = preempted(&mut slow_unfaulted.clone());
+        let (all_preempted, all) = preempted(&mut steps.iter());
+        eprintln!(
+            "merge_step preemptions ({setting}): {slow_preempted} of the {slow} steps over 200 us \
+             without page faults were preempted; {all_preempted} of all {all} steps"
         );
     }
 }
