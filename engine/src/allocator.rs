@@ -109,6 +109,11 @@ const PAGE_BYTES: usize = 4096;
 /// to the kernel on free), and an error for more than
 /// [`PREFAULT_BYTES_MAX`]. The pages show in the process's resident memory
 /// from then on, never in a store's `memory_used_bytes`.
+///
+/// Call it on the main thread, like [`retain_freed_memory`]: it grows the
+/// heap of the calling thread, and a thread that allocated before
+/// `retain_freed_memory` ran may have a glibc heap of its own that later
+/// threads do not share (a test harness's test threads do).
 pub fn prefault_retained_memory(bytes: usize) -> Result<bool, Error> {
     if bytes > PREFAULT_BYTES_MAX {
         return Err(Error::InvalidConfig {
@@ -132,7 +137,7 @@ pub fn prefault_retained_memory(bytes: usize) -> Result<bool, Error> {
         chunks.push(chunk);
         left -= len;
     }
-    assert_eq!(chunks.len(), chunks.capacity());
+    assert_eq!(chunks.len(), bytes.div_ceil(PREFAULT_CHUNK_BYTES));
     // Freed, the chunks coalesce with each other and the heap's top: one
     // free region of resident pages, never trimmed below its threshold.
     drop(chunks);
