@@ -70,9 +70,38 @@ fn point_get(c: &mut Criterion) {
 
 const BATCH_OPS: usize = 1000;
 
+/// This thread's minor plus major page faults, and the times the scheduler
+/// took its CPU away (involuntary context switches), so far.
+fn thread_faults_and_preemptions() -> (u64, u64) {
+    // SAFETY: an all-zero rusage is a valid value for getrusage to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    let result = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    assert_eq!(result, 0);
+    (
+        (usage.ru_minflt + usage.ru_majflt) as u64,
+        usage.ru_nivcsw as u64,
+    )
+}
+
+/// One `merge_step` seen while applying batches.
+#[derive(Clone, Copy)]
+struct StepSample {
+    wall_ns: u64,
+    cpu_ns: u64,
+    /// Page faults the thread took during the step, and the times it was
+    /// preempted (counted only with `TESSERA_BENCH_STEP_FAULTS` set: two
+    /// more system calls per step).
+    page_faults: u64,
+    preemptions: u64,
+}
+
+/// Steps over this much CPU time missed the step budget target.
+const STEP_SLOW_NS: u64 = 200_000;
+
 thread_local! {
-    /// Every `merge_step` seen while applying batches: (wall ns, CPU ns).
-    static MERGE_STEPS_NS: std::cell::RefCell<Vec<(u64, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+    static MERGE_STEPS: std::cell::RefCell<Vec<StepSample>> = const { std::cell::RefCell::new(Vec::new()) };
+    static COUNT_STEP_FAULTS: bool = std::env::var_os("TESSERA_BENCH_STEP_FAULTS").is_some();
 }
 
 /// Builds and applies 1,000-op batches of fresh random keys into `store`.
@@ -85,11 +114,28 @@ fn apply_batches(store: &mut Store, next: &mut u64, iterations: u64, merge: bool
         let start = Instant::now();
         apply_fresh(store, next, BATCH_OPS);
         if merge {
+            let count_faults = COUNT_STEP_FAULTS.with(|count| *count);
             while store.merge_needed() {
+                let before = if count_faults {
+                    thread_faults_and_preemptions()
+                } else {
+                    (0, 0)
+                };
                 let (wall, cpu) = (Instant::now(), thread_cpu_ns());
                 store.merge_step(Duration::from_micros(200));
-                let (wall, cpu) = (wall.elapsed().as_nanos() as u64, thread_cpu_ns() - cpu);
-                MERGE_STEPS_NS.with(|steps| steps.borrow_mut().push((wall, cpu)));
+                let (wall_ns, cpu_ns) = (wall.elapsed().as_nanos() as u64, thread_cpu_ns() - cpu);
+                let after = if count_faults {
+                    thread_faults_and_preemptions()
+                } else {
+                    (0, 0)
+                };
+                let sample = StepSample {
+                    wall_ns,
+                    cpu_ns,
+                    page_faults: after.0 - before.0,
+                    preemptions: after.1 - before.1,
+                };
+                MERGE_STEPS.with(|steps| steps.borrow_mut().push(sample));
             }
         }
         elapsed += start.elapsed();
@@ -111,6 +157,21 @@ fn apply_batch(c: &mut Criterion) {
     // inputs' pages are reused instead of released and faulted in again.
     let retained = std::env::var_os("TESSERA_BENCH_RETAIN_FREED").is_some()
         && tessera_engine::retain_freed_memory();
+    // And its start-up prefault of the heap (`prefault_retained_memory`),
+    // in MiB: the store then grows into pages already backed.
+    let prefault_bytes = std::env::var("TESSERA_BENCH_PREFAULT_MB").map_or(0, |mb| {
+        mb.parse::<usize>().expect("TESSERA_BENCH_PREFAULT_MB: MiB") << 20
+    });
+    let started = Instant::now();
+    let prefaulted = prefault_bytes > 0
+        && tessera_engine::prefault_retained_memory(prefault_bytes).expect("prefault size");
+    if prefaulted {
+        eprintln!(
+            "prefaulted {} MiB of heap in {} ms",
+            prefault_bytes >> 20,
+            started.elapsed().as_millis()
+        );
+    }
     let mut group = c.benchmark_group("engine_apply_batch_1000");
     group.throughput(Throughput::Elements(BATCH_OPS as u64));
     let mut store = Store::new(bench_config()).unwrap();
@@ -123,28 +184,78 @@ fn apply_batch(c: &mut Criterion) {
         b.iter_custom(|iterations| apply_batches(&mut store, &mut next, iterations, true))
     });
     group.finish();
-    MERGE_STEPS_NS.with(|steps| {
-        let steps = steps.borrow();
-        for (clock, pick) in [("wall", 0), ("thread CPU", 1)] {
-            let mut ns: Vec<u64> = steps
+    MERGE_STEPS.with(|steps| {
+        report_steps(
+            &steps.borrow(),
+            retained,
+            prefaulted.then_some(prefault_bytes),
+        )
+    })
+}
+
+fn report_steps(steps: &[StepSample], retained: bool, prefault_bytes: Option<usize>) {
+    let Some(_) = steps.first() else {
+        return;
+    };
+    let setting = format!(
+        "budget 200 us, freed memory retained: {retained}, prefaulted: {} MiB",
+        prefault_bytes.unwrap_or(0) >> 20
+    );
+    for (clock, pick) in [("wall", 0), ("thread CPU", 1)] {
+        let mut ns: Vec<u64> = steps
+            .iter()
+            .map(|step| if pick == 0 { step.wall_ns } else { step.cpu_ns })
+            .collect();
+        ns.sort_unstable();
+        let at = |q: f64| ns[((ns.len() - 1) as f64 * q) as usize] / 1000;
+        eprintln!(
+            "merge_step {clock} time ({setting}) over {} steps: p50 {} us, p99 {} us, \
+             p99.9 {} us, max {} us",
+            ns.len(),
+            at(0.5),
+            at(0.99),
+            at(0.999),
+            at(1.0)
+        );
+    }
+    if COUNT_STEP_FAULTS.with(|count| *count) {
+        let faulted = steps.iter().filter(|step| step.page_faults > 0).count();
+        let faults: u64 = steps.iter().map(|step| step.page_faults).sum();
+        let over = |ns: u64, faulted: bool| {
+            steps
                 .iter()
-                .map(|&(wall, cpu)| if pick == 0 { wall } else { cpu })
-                .collect();
-            ns.sort_unstable();
-            if let Some(&max) = ns.last() {
-                let at = |q: f64| ns[((ns.len() - 1) as f64 * q) as usize] / 1000;
-                eprintln!(
-                    "merge_step {clock} time (budget 200 us, freed memory retained: {retained}) \
-                     over {} steps: p50 {} us, p99 {} us, p99.9 {} us, max {} us",
-                    ns.len(),
-                    at(0.5),
-                    at(0.99),
-                    at(0.999),
-                    max / 1000
-                );
+                .filter(|step| step.cpu_ns > ns && (step.page_faults > 0) == faulted)
+                .count()
+        };
+        eprintln!(
+            "merge_step page faults ({setting}): {faults} in {faulted} of {} steps; steps over \
+             200 / 300 / 500 us of CPU with page faults: {} / {} / {}, without: {} / {} / {}",
+            steps.len(),
+            over(STEP_SLOW_NS, true),
+            over(300_000, true),
+            over(500_000, true),
+            over(STEP_SLOW_NS, false),
+            over(300_000, false),
+            over(500_000, false),
+        );
+        let slow_unfaulted = steps
+            .iter()
+            .filter(|step| step.cpu_ns > STEP_SLOW_NS && step.page_faults == 0);
+        let preempted = |steps: &mut dyn Iterator<Item = &StepSample>| {
+            let (mut all, mut preempted) = (0, 0);
+            for step in steps {
+                all += 1;
+                preempted += usize::from(step.preemptions > 0);
             }
-        }
-    });
+            (preempted, all)
+        };
+        let (slow_preempted, slow) = preempted(&mut slow_unfaulted.clone());
+        let (all_preempted, all) = preempted(&mut steps.iter());
+        eprintln!(
+            "merge_step preemptions ({setting}): {slow_preempted} of the {slow} steps over 200 us \
+             without page faults were preempted; {all_preempted} of all {all} steps"
+        );
+    }
 }
 
 fn full_scan(c: &mut Criterion) {

@@ -3,7 +3,10 @@
 //! the thread's CPU clock (the first touch is a page fault), then touches
 //! 512 MiB of already-resident memory 20 times as the peer. Why merge steps
 //! that fault a fresh page can overrun their budget (BENCHMARKS.md, Engine,
-//! third session).
+//! third session). Last, a loop that touches no memory at all and only
+//! reads the thread's CPU clock, counting the gaps between two readings:
+//! time the clock charges to a thread that did no work (interrupts, the
+//! host), the floor under any step budget (fourth session).
 //!
 //! ```text
 //! cargo bench --bench first_touch
@@ -14,6 +17,10 @@ const FRESH_BYTES: usize = 1 << 30;
 const RESIDENT_BYTES: usize = 512 << 20;
 const RESIDENT_PASSES: usize = 20;
 const SLOW_NS: u64 = 100_000;
+/// CPU time the clock-gap loop runs for.
+const GAP_LOOP_NS: u64 = 3_000_000_000;
+/// Gaps between two clock readings counted, by size.
+const GAP_THRESHOLDS_NS: [u64; 4] = [50_000, 100_000, 200_000, 500_000];
 
 fn thread_cpu_ns() -> u64 {
     let mut now = libc::timespec {
@@ -86,6 +93,51 @@ fn report(what: &str, mut ns: Vec<u64>) {
     );
 }
 
+/// This thread's minor plus major page faults and involuntary context
+/// switches so far.
+fn thread_faults_and_preemptions() -> (i64, i64) {
+    // SAFETY: an all-zero rusage is a valid value for getrusage to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) },
+        0
+    );
+    (usage.ru_minflt + usage.ru_majflt, usage.ru_nivcsw)
+}
+
+/// Reads the thread's CPU clock back to back for [`GAP_LOOP_NS`] of CPU time
+/// and reports the gaps between two readings over each threshold.
+fn clock_gaps() {
+    let (faults, preemptions) = thread_faults_and_preemptions();
+    let start = thread_cpu_ns();
+    let (mut previous, mut readings, mut max_ns) = (start, 0u64, 0);
+    let mut over = [0u64; GAP_THRESHOLDS_NS.len()];
+    while previous - start < GAP_LOOP_NS {
+        let now = thread_cpu_ns();
+        let gap = now - previous;
+        for (count, &threshold) in over.iter_mut().zip(&GAP_THRESHOLDS_NS) {
+            *count += u64::from(gap > threshold);
+        }
+        max_ns = max_ns.max(gap);
+        previous = now;
+        readings += 1;
+    }
+    let (faults_after, preemptions_after) = thread_faults_and_preemptions();
+    println!(
+        "CPU clock read back to back for {} s of CPU ({readings} readings): gaps over 50 / 100 / \
+         200 / 500 us: {} / {} / {} / {}, max {:.1} us ({} page faults, {} preemptions meanwhile)",
+        GAP_LOOP_NS / 1_000_000_000,
+        over[0],
+        over[1],
+        over[2],
+        over[3],
+        max_ns as f64 / 1000.0,
+        faults_after - faults,
+        preemptions_after - preemptions,
+    );
+}
+
 fn main() {
     // `cargo test --all-targets` runs this binary without `--bench`.
     if !std::env::args().any(|a| a == "--bench") {
@@ -105,4 +157,6 @@ fn main() {
         resident.touch_pages(&mut ns);
     }
     report("touch of a resident page (512 MiB, 20 passes)", ns);
+    drop(resident);
+    clock_gaps();
 }

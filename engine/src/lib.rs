@@ -128,7 +128,7 @@ mod segment;
 mod snapshot;
 mod store;
 
-pub use allocator::retain_freed_memory;
+pub use allocator::{prefault_retained_memory, retain_freed_memory, PREFAULT_BYTES_MAX};
 pub use batch::{Batch, BatchOp};
 pub use config::{
     StoreConfig, BATCH_BYTES_LIMIT, BATCH_OPS_LIMIT, KEY_LEN_MAX, MERGE_STEP_BUDGET_LIMIT,

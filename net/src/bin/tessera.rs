@@ -41,6 +41,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Still before the executors' threads: the whole node's stores grow
+    // into this heap (see the flag's docs).
+    let prefault_bytes = config.prefault_memory_bytes as usize;
+    if prefault_bytes > 0 {
+        let started = std::time::Instant::now();
+        match tessera_engine::prefault_retained_memory(prefault_bytes) {
+            Ok(true) => tracing::info!(
+                "prefaulted {} MiB of heap in {} ms",
+                prefault_bytes >> 20,
+                started.elapsed().as_millis()
+            ),
+            Ok(false) => tracing::warn!("--prefault-memory ignored: freed memory is not retained"),
+            Err(error) => {
+                eprintln!("tessera: {error}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let result = if config.ceiling {
         server::run(&config, |_| async { Ok(Ceiling) })
     } else {
