@@ -68,6 +68,14 @@
 //! - `apply` looks every op's key up in the stack to keep [`Store::len`]
 //!   exact (16 keys at a time, prefetched), and copies the batch's bytes once
 //!   into key order.
+//! - A point lookup in a store larger than the CPU's caches misses them
+//!   three times in a row (index slot, record `meta`, key bytes). A caller
+//!   with many keys in hand (a server with a pipeline of requests) can load
+//!   them ahead in stages, [`Store::prefetch_slots`] then
+//!   [`Store::prefetch_meta`] then [`Store::prefetch_record`], one stage
+//!   over all its keys at a time, and do other work in between; the
+//!   `tessera` server does, three connections ahead (about -16 % of its CPU
+//!   per request at pipeline 16).
 //! - `merge_step` also releases the pages of segments that merges (or
 //!   `clear`) retired, a chunk per step, so freeing hundreds of MiB never
 //!   lands on one call; [`Store::merge_needed`] stays true until that is done.
