@@ -397,7 +397,7 @@ impl Store {
     }
 
     /// The stack is taller than `stack_height_max`, or holds mostly garbage
-    /// (see [`Store::garbage_heavy`]), or a merge is running.
+    /// (see `Store::garbage_heavy`), or a merge is running.
     pub fn merge_needed(&self) -> bool {
         self.job.is_some()
             || self.top_job.is_some()
