@@ -207,13 +207,19 @@ pub(crate) fn prefetch_read<T>(value: &T) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn finds_every_inserted_key_and_no_other() {
+    /// 1000 distinct keys and an index over them, key `i` at position `i`.
+    fn thousand_keys_indexed() -> (Vec<Vec<u8>>, HashIndex) {
         let keys: Vec<Vec<u8>> = (0..1000u32).map(|i| i.to_le_bytes().to_vec()).collect();
         let mut index = HashIndex::new(vec![0; slots_for(keys.len())], keys.len());
         for (position, key) in keys.iter().enumerate() {
             index.insert(hash_key(key), position);
         }
+        (keys, index)
+    }
+
+    #[test]
+    fn finds_every_inserted_key_and_no_other() {
+        let (keys, index) = thousand_keys_indexed();
         for (position, key) in keys.iter().enumerate() {
             assert_eq!(
                 index.find(hash_key(key), |p| keys[p] == *key),
@@ -226,11 +232,7 @@ mod tests {
 
     #[test]
     fn the_first_candidate_of_a_present_key_is_usually_its_position() {
-        let keys: Vec<Vec<u8>> = (0..1000u32).map(|i| i.to_le_bytes().to_vec()).collect();
-        let mut index = HashIndex::new(vec![0; slots_for(keys.len())], keys.len());
-        for (position, key) in keys.iter().enumerate() {
-            index.insert(hash_key(key), position);
-        }
+        let (keys, index) = thousand_keys_indexed();
         let mut hits = 0;
         for (position, key) in keys.iter().enumerate() {
             let candidate = index.first_candidate(hash_key(key));
