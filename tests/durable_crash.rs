@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use glommio::LocalExecutorBuilder;
 use tessera_engine::{DataDir, Durability, DurableConfig, DurableStore, StoreConfig};
+use tessera_net::loadgen::Rng;
 
 const CHILD_ENV: &str = "TESSERA_CRASH_CHILD";
 const CYCLES_ENV: &str = "TESSERA_CRASH_CYCLES";
@@ -31,22 +32,6 @@ const CHILD_RUN_MS_MAX: u64 = 250;
 /// Counters of cycle `n` start at `n * COUNTER_STRIDE` so values of later
 /// cycles always compare newer.
 const COUNTER_STRIDE: u64 = 1 << 32;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn key(k: u64) -> Vec<u8> {
     format!("key:{k:05}").into_bytes()
@@ -115,7 +100,7 @@ fn run_child(dir: PathBuf, counter_base: u64, seed: u64) {
             let (mut durable, _) = DurableStore::open(&data_dir, 0, child_config(), store_config())
                 .await
                 .unwrap();
-            let mut rng = Rng(seed | 1);
+            let mut rng = Rng::new(seed);
             let mut out = std::io::stdout().lock();
             // libtest has printed "test crash_writer_child ... " without a
             // newline: start a fresh line.
@@ -328,7 +313,7 @@ fn acknowledged_writes_survive_sigkill() {
     eprintln!("crash test: {cycles} cycles, {SEED_ENV}={seed}");
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("durable-crash");
     let _ = std::fs::remove_dir_all(&dir);
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut expected = Expected::default();
     let mut compaction_kills = 0;
     let mut acks_total = 0;
@@ -345,7 +330,7 @@ fn acknowledged_writes_survive_sigkill() {
                 "TESSERA_CRASH_COUNTER",
                 ((cycle + 1) * COUNTER_STRIDE).to_string(),
             )
-            .env("TESSERA_CRASH_CHILD_SEED", rng.next().to_string())
+            .env("TESSERA_CRASH_CHILD_SEED", rng.next_u64().to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

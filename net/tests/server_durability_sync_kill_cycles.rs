@@ -16,6 +16,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+use tessera_net::loadgen::Rng;
 
 use support::{encode, port_for_key, Client, Server};
 
@@ -30,22 +31,6 @@ const ROUND_OPS_MAX: u64 = 16;
 const KILL_AFTER_MS_MIN: u64 = 40;
 const KILL_AFTER_MS_MAX: u64 = 400;
 const FLAGS: [&str; 2] = ["--durability", "sync"];
-
-/// xorshift64*: enough randomness for choosing ops and kill times.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
 
 /// One write the client sent: `None` is a DEL.
 #[derive(Clone)]
@@ -72,7 +57,7 @@ fn write_until_killed(keys: &[Vec<u8>], seed: u64, cycle: u64, log: &Mutex<Vec<S
         .unwrap();
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
-    let mut rng = Rng(seed ^ (cycle + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut rng = Rng::new(seed ^ (cycle + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let mut line = Vec::new();
     for round in 0u64.. {
         let ops = 1 + rng.below(ROUND_OPS_MAX) as usize;
@@ -164,7 +149,7 @@ fn acknowledged_writes_survive_kills_mid_stream() {
     let keys = Arc::new(keys());
     let mut state: Vec<Option<Vec<u8>>> = vec![None; KEYS];
     let mut server = Server::start(BASE_PORT, "durability-sync-kill-cycles", &FLAGS);
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut acknowledged_total = 0;
     for cycle in 0..cycles {
         let log = Arc::new(Mutex::new(Vec::new()));

@@ -35,6 +35,7 @@ pub use config::{Config, ConfigError, KeyPattern, Mode, Stop, USAGE};
 pub use plot::write_svg;
 pub use report::Report;
 pub use stats::{Command, CommandStats, RunStats, Sample};
+pub use workload::Rng;
 
 use crate::client::resp::{decode_reply, encode_command};
 use crate::client::{ClientError, SlotMap};
