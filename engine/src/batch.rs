@@ -315,13 +315,6 @@ impl Batch {
         self.op_meta(position).key(&self.data)
     }
 
-    /// Starts loading the table slot a [`Batch::get`] of `key` reads first
-    /// (see `Store::prefetch`).
-    #[inline]
-    pub fn prefetch(&self, key: &[u8]) {
-        self.prefetch_slot(KeyHash::of(key));
-    }
-
     /// The batch's part of `Store::prefetch_slots`: the table slot a
     /// [`Batch::get`] of the key hashed to `hash` starts at.
     #[inline]
@@ -334,21 +327,37 @@ impl Batch {
     /// read, and says where it is.
     #[inline]
     pub fn prefetch_meta(&self, hash: KeyHash) -> Option<RecordHint> {
+        let position = self.probe(hash.0, PREFETCH_PROBES_MAX, |_| true)?;
+        prefetch_read(&self.meta[position * META_WORDS]);
+        Some(RecordHint {
+            depth: 0,
+            position: position as u32,
+        })
+    }
+
+    /// Walks `hash`'s probe sequence in the table, at most `slots_max`
+    /// slots, and returns the first position carrying its fingerprint that
+    /// `is_match` accepts; `None` at an empty slot or the bound.
+    #[inline]
+    fn probe(
+        &self,
+        hash: u64,
+        slots_max: usize,
+        mut is_match: impl FnMut(usize) -> bool,
+    ) -> Option<usize> {
         let mask = self.table.len() - 1;
-        let fingerprint = self.fingerprint(hash.0);
-        let mut at = hash.0 as usize & mask;
-        for _ in 0..PREFETCH_PROBES_MAX {
+        let fingerprint = self.fingerprint(hash);
+        let mut at = hash as usize & mask;
+        for _ in 0..slots_max {
             let slot = self.table[at];
             if slot == 0 {
                 return None;
             }
             if slot >> self.pos_bits == fingerprint {
                 let position = self.slot_position(slot);
-                prefetch_read(&self.meta[position * META_WORDS]);
-                return Some(RecordHint {
-                    depth: 0,
-                    position: position as u32,
-                });
+                if is_match(position) {
+                    return Some(position);
+                }
             }
             at = (at + 1) & mask;
         }
@@ -369,32 +378,19 @@ impl Batch {
 
     /// The latest op for `key` in this batch.
     pub fn get(&self, key: &[u8]) -> Option<BatchOp<'_>> {
-        let mask = self.table.len() - 1;
-        let hash = hash_key(key);
-        let fingerprint = self.fingerprint(hash);
-        let mut at = hash as usize & mask;
-        loop {
-            let slot = self.table[at];
-            if slot == 0 {
-                return None;
-            }
-            if slot >> self.pos_bits != fingerprint {
-                at = (at + 1) & mask;
-                continue;
-            }
-            let meta = self.op_meta(self.slot_position(slot));
-            if meta.key(&self.data) == key {
-                debug_assert!(!meta.superseded, "the table points at latest ops only");
-                return Some(match meta.op {
-                    Op::Set => BatchOp::Set {
-                        value: meta.value(&self.data),
-                        expire_at_ms: meta.expire_at_ms(&self.data),
-                    },
-                    Op::Delete => BatchOp::Delete,
-                });
-            }
-            at = (at + 1) & mask;
-        }
+        // The table always has an empty slot, so a whole lap ends the probe.
+        let position = self.probe(hash_key(key), self.table.len(), |position| {
+            self.key(position) == key
+        })?;
+        let meta = self.op_meta(position);
+        debug_assert!(!meta.superseded, "the table points at latest ops only");
+        Some(match meta.op {
+            Op::Set => BatchOp::Set {
+                value: meta.value(&self.data),
+                expire_at_ms: meta.expire_at_ms(&self.data),
+            },
+            Op::Delete => BatchOp::Delete,
+        })
     }
 
     /// Ops `from..` that no later op replaced, laid out as a segment holds

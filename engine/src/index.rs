@@ -114,18 +114,32 @@ impl HashIndex {
     /// The position of the record whose key satisfies `is_key`, probing
     /// candidates with `hash`'s fingerprint.
     #[inline]
-    pub fn find(&self, hash: u64, mut is_key: impl FnMut(usize) -> bool) -> Option<usize> {
+    pub fn find(&self, hash: u64, is_key: impl FnMut(usize) -> bool) -> Option<usize> {
+        // The table always has an empty slot, so a whole lap ends the probe.
+        self.probe(hash, self.slots.len(), is_key)
+    }
+
+    /// Walks `hash`'s probe sequence, at most `slots_max` slots, and
+    /// returns the first position carrying its fingerprint that `is_match`
+    /// accepts; `None` at an empty slot or the bound.
+    #[inline]
+    fn probe(
+        &self,
+        hash: u64,
+        slots_max: usize,
+        mut is_match: impl FnMut(usize) -> bool,
+    ) -> Option<usize> {
         let fingerprint = self.fingerprint(hash);
         let pos_mask = (1u32 << self.pos_bits) - 1;
         let mut at = self.home(hash);
-        loop {
+        for _ in 0..slots_max {
             let slot = self.slots[at];
             if slot == 0 {
                 return None;
             }
             if slot >> self.pos_bits == fingerprint {
                 let position = (slot & pos_mask) as usize - 1;
-                if is_key(position) {
+                if is_match(position) {
                     return Some(position);
                 }
             }
@@ -134,6 +148,7 @@ impl HashIndex {
                 at = 0;
             }
         }
+        None
     }
 
     /// Hints the CPU to start loading `hash`'s home slot, so a batch of
@@ -145,28 +160,12 @@ impl HashIndex {
 
     /// The first position whose slot carries `hash`'s fingerprint, without
     /// looking at any key: the record a lookup of `hash` will most likely
-    /// read, for prefetching it. `None` when the probe meets an empty slot.
+    /// read, for prefetching it. `None` when the probe meets an empty slot,
+    /// or after [`PREFETCH_PROBES_MAX`] slots (a hint stays cheap even in a
+    /// pathological cluster).
     #[inline]
     pub fn first_candidate(&self, hash: u64) -> Option<usize> {
-        let fingerprint = self.fingerprint(hash);
-        let pos_mask = (1u32 << self.pos_bits) - 1;
-        let mut at = self.home(hash);
-        // A probe sequence is short at load <= 0.8; bounding it keeps a
-        // prefetch hint cheap even in a pathological cluster.
-        for _ in 0..PREFETCH_PROBES_MAX {
-            let slot = self.slots[at];
-            if slot == 0 {
-                return None;
-            }
-            if slot >> self.pos_bits == fingerprint {
-                return Some((slot & pos_mask) as usize - 1);
-            }
-            at += 1;
-            if at == self.slots.len() {
-                at = 0;
-            }
-        }
-        None
+        self.probe(hash, PREFETCH_PROBES_MAX, |_| true)
     }
 }
 

@@ -289,15 +289,6 @@ impl Store {
         lookup(&self.stack, key, self.now_ms)
     }
 
-    /// Starts loading the index slots a lookup of `key` will read in every
-    /// segment, without waiting for them. A server that sees a pipeline of
-    /// reads prefetches all their keys first, so their cache misses overlap
-    /// instead of coming one at a time.
-    #[inline]
-    pub fn prefetch(&self, key: &[u8]) {
-        self.prefetch_slots(KeyHash::of(key));
-    }
-
     /// The first of three stages of loading what a lookup of the key hashed
     /// to `hash` reads, without waiting: the index slots it starts at, in
     /// every segment. A lookup misses the cache three times in a row (index
