@@ -7,7 +7,8 @@
 #
 # Env: A, B (tessera binaries; default target/release/tessera for both),
 #      A_ARGS, B_ARGS (extra server flags), MODE (async), RUNS (3),
-#      DURATION (4 s), PIPELINE (16), PORT (16660).
+#      DURATION (4 s), PIPELINE (16), PORT (16660); BINS="bin1 bin2 ..." to
+#      alternate more than two binaries (no extra flags; named by file name).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 A=${A:-$ROOT/target/release/tessera}
@@ -22,9 +23,14 @@ PORT=${PORT:-16660}
 BENCH=$ROOT/target/release/tessera-bench
 DATA=$(mktemp -d)
 trap 'rm -rf "$DATA"' EXIT
+if [[ -n ${BINS:-} ]]; then read -r -a SIDES <<<"$BINS"; else SIDES=(A B); fi
 for run in $(seq "$RUNS"); do
-  for side in A B; do
-    if [[ $side == A ]]; then bin=$A; args=$A_ARGS; else bin=$B; args=$B_ARGS; fi
+  for side in "${SIDES[@]}"; do
+    case $side in
+      A) bin=$A; args=$A_ARGS ;;
+      B) bin=$B; args=$B_ARGS ;;
+      *) bin=$side; args=; side=$(basename "$side") ;;
+    esac
     rm -rf "$DATA/d"
     # shellcheck disable=SC2086
     taskset -c 0 "$bin" --cores 1 --port "$PORT" --data-dir "$DATA/d" --durability "$MODE" $args \

@@ -6,8 +6,11 @@
 # deltas of /proc/<pid>/stat): on a shared machine the server's core is
 # contended and its share of that core, not the load generator, sets req/s.
 # Prints one line per run and the medians; figures go to BENCHMARKS.md.
+# BENCHES="bin1 bin2 ..." compares several tessera-bench builds in the same
+# rounds (each against the same redis-benchmark runs), for A/B of a change.
 #
-#   scripts/client-cpu.sh [RUNS]          (env: PORT, SERVER_CPU, LOAD_CPU, N1, N16)
+#   scripts/client-cpu.sh [RUNS]          (env: PORT, SERVER_CPU, LOAD_CPU, N1, N16,
+#                                          BENCH or BENCHES)
 set -euo pipefail
 RUNS=${1:-5}
 PORT=${PORT:-18300}
@@ -17,10 +20,18 @@ N1=${N1:-200000}     # redis-benchmark -n per test (set and get: 2x requests)
 N16=${N16:-1000000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=${BENCH:-$ROOT/target/release/tessera-bench}
+read -r -a BENCHES <<<"${BENCHES:-$BENCH}"
 for tool in redis-server redis-benchmark redis-cli python3; do
     command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
-[ -x "$BENCH" ] || { echo "build first: cargo build --release -p tessera-net ($BENCH)" >&2; exit 1; }
+for bench in "${BENCHES[@]}"; do
+    [ -x "$bench" ] || { echo "build first: cargo build --release -p tessera-net ($bench)" >&2; exit 1; }
+done
+# Tool names in the output: "tessera-bench" alone, "tb<i>" for BENCHES[i].
+tb_name() { if [ ${#BENCHES[@]} = 1 ]; then echo tessera-bench; else echo "tb$1"; fi; }
+if [ ${#BENCHES[@]} -gt 1 ]; then
+    for i in "${!BENCHES[@]}"; do echo "tb$i = ${BENCHES[$i]}"; done
+fi
 
 taskset -c "$SERVER_CPU" redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no \
     --daemonize no --logfile /dev/null &
@@ -51,10 +62,10 @@ run_rb() {
     rm -f "$rbout" "$rbout.t"
     rb_server=$(( $(server_ticks) - ticks_before ))
 }
-run_tb() {
+run_tb() { # $1: the tessera-bench binary
     local ticks_before; ticks_before=$(server_ticks)
     tbout=$(mktemp)
-    /usr/bin/time -f "%U %S" -o "$tbout.t" taskset -c "$LOAD_CPU" "$BENCH" --mode single --port "$PORT" \
+    /usr/bin/time -f "%U %S" -o "$tbout.t" taskset -c "$LOAD_CPU" "$1" --mode single --port "$PORT" \
         --threads 1 --connections 50 --pipeline "$P" --ratio 1:1 --data-size 32 --keyspace 100000 \
         --requests $((2 * N)) --quiet --json >"$tbout"
     tb_cpu=$(awk '{printf "%.3f", $1 + $2}' "$tbout.t")
@@ -66,32 +77,46 @@ run_tb() {
 }
 printf "%-4s %-4s %-16s %12s %10s %14s %18s\n" run P tool "req/s" "cpu s" "cpu us/req" "server cpu us/req"
 declare -A RPS CPU SRV
+# record TOOL RPS CPU_S SERVER_TICKS: print one run's line and keep its figures.
+record() {
+    local per srv_per
+    per=$(awk -v c="$3" -v n="$N" 'BEGIN {printf "%.3f", c * 1e6 / (2 * n)}')
+    srv_per=$(awk -v t="$4" -v hz="$CLK_TCK" -v n="$N" 'BEGIN {printf "%.3f", t * 1e6 / hz / (2 * n)}')
+    printf "%-4s %-4s %-16s %12s %10s %14s %18s\n" "$run" "$P" "$1" "$2" "$3" "$per" "$srv_per"
+    RPS[$P,$1]+="$2 "; CPU[$P,$1]+="$per "; SRV[$P,$1]+="$srv_per "
+}
+run_tbs() {
+    for i in "${!BENCHES[@]}"; do
+        run_tb "${BENCHES[$i]}"
+        record "$(tb_name "$i")" "$tb_rps" "$tb_cpu" "$tb_server"
+    done
+}
 for P in 1 16; do
     N=$([ "$P" = 1 ] && echo "$N1" || echo "$N16")
     for run in $(seq "$RUNS"); do
         # Alternate which tool goes first, so a drift in the machine's load
         # (it is shared) doesn't always favour the same one.
-        if [ $((run % 2)) = 1 ]; then run_rb; run_tb; else run_tb; run_rb; fi
-        for tool in redis-benchmark tessera-bench; do
-            if [ $tool = redis-benchmark ]; then rps=$rb_rps; cpu=$rb_cpu; srv=$rb_server; else rps=$tb_rps; cpu=$tb_cpu; srv=$tb_server; fi
-            per=$(awk -v c="$cpu" -v n="$N" 'BEGIN {printf "%.3f", c * 1e6 / (2 * n)}')
-            srv_per=$(awk -v t="$srv" -v hz="$CLK_TCK" -v n="$N" 'BEGIN {printf "%.3f", t * 1e6 / hz / (2 * n)}')
-            printf "%-4s %-4s %-16s %12s %10s %14s %18s\n" "$run" "$P" $tool "$rps" "$cpu" "$per" "$srv_per"
-            RPS[$P,$tool]+="$rps "; CPU[$P,$tool]+="$per "; SRV[$P,$tool]+="$srv_per "
-        done
+        if [ $((run % 2)) = 1 ]; then
+            run_rb; record redis-benchmark "$rb_rps" "$rb_cpu" "$rb_server"; run_tbs
+        else
+            run_tbs; run_rb; record redis-benchmark "$rb_rps" "$rb_cpu" "$rb_server"
+        fi
     done
 done
 echo
 echo "medians of $RUNS runs (server cpu $SERVER_CPU, load cpu $LOAD_CPU):"
-printf "%-4s %14s %14s %8s %16s %16s %8s %18s %18s\n" P "rb req/s" "tb req/s" ratio "rb cpu us/req" "tb cpu us/req" ratio "srv us/req (rb)" "srv us/req (tb)"
+printf "%-4s %-14s %14s %14s %8s %16s %16s %8s %18s %18s\n" P tool "rb req/s" "tb req/s" ratio "rb cpu us/req" "tb cpu us/req" ratio "srv us/req (rb)" "srv us/req (tb)"
 for P in 1 16; do
     rb_r=$(echo ${RPS[$P,redis-benchmark]} | tr ' ' '\n' | median)
-    tb_r=$(echo ${RPS[$P,tessera-bench]} | tr ' ' '\n' | median)
     rb_c=$(echo ${CPU[$P,redis-benchmark]} | tr ' ' '\n' | median)
-    tb_c=$(echo ${CPU[$P,tessera-bench]} | tr ' ' '\n' | median)
     rb_s=$(echo ${SRV[$P,redis-benchmark]} | tr ' ' '\n' | median)
-    tb_s=$(echo ${SRV[$P,tessera-bench]} | tr ' ' '\n' | median)
-    printf "%-4s %14s %14s %8s %16s %16s %8s %18s %18s\n" "$P" "$rb_r" "$tb_r" \
-        "$(awk -v a="$tb_r" -v b="$rb_r" 'BEGIN {printf "%.2f", a / b}')" "$rb_c" "$tb_c" \
-        "$(awk -v a="$tb_c" -v b="$rb_c" 'BEGIN {printf "%.2f", a / b}')" "$rb_s" "$tb_s"
+    for i in "${!BENCHES[@]}"; do
+        tool=$(tb_name "$i")
+        tb_r=$(echo ${RPS[$P,$tool]} | tr ' ' '\n' | median)
+        tb_c=$(echo ${CPU[$P,$tool]} | tr ' ' '\n' | median)
+        tb_s=$(echo ${SRV[$P,$tool]} | tr ' ' '\n' | median)
+        printf "%-4s %-14s %14s %14s %8s %16s %16s %8s %18s %18s\n" "$P" "$tool" "$rb_r" "$tb_r" \
+            "$(awk -v a="$tb_r" -v b="$rb_r" 'BEGIN {printf "%.2f", a / b}')" "$rb_c" "$tb_c" \
+            "$(awk -v a="$tb_c" -v b="$rb_c" 'BEGIN {printf "%.2f", a / b}')" "$rb_s" "$tb_s"
+    done
 done
