@@ -12,6 +12,7 @@ use durable_support::{async_config, dump, fresh_dir, run, sets, store_config};
 use std::path::Path;
 use tessera_engine::{
     DmaLayer, DurableStore, Fault, FaultPlan, FaultyLayer, PersistError, RecoveryReport,
+    FLUSH_WRITES_IN_FLIGHT_MAX,
 };
 
 /// Longest group tried: every batch is one commit of one DMA write, so the
@@ -140,5 +141,72 @@ fn damage_before_the_last_group_still_refuses_to_open() {
             "{error}"
         );
         assert_eq!(std::fs::read(&path).unwrap(), image, "nothing modified");
+    });
+}
+
+#[test]
+fn a_failed_write_anywhere_in_a_group_fails_it_whole_and_the_next_flush_rewrites_it() {
+    let root = fresh_dir("durable-concurrent-group-errors");
+    run(async move {
+        let n = GROUP_COMMITS_MAX;
+        let faults = (0..n)
+            .map(|at| (at, Fault::Write(libc::ENOSPC)))
+            .chain((0..n).map(|at| (at, Fault::TornWrite { bytes: 100 })));
+        for (case, (at, fault)) in faults.enumerate() {
+            let dir = root.join(format!("case{case}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let plan = FaultPlan::new();
+            let layer = FaultyLayer { plan: plan.clone() };
+            let (mut durable, _) =
+                DurableStore::open_with(layer, &dir, 0, async_config(60_000), store_config())
+                    .await
+                    .unwrap();
+            for i in 0..n {
+                let key = key(0, i);
+                let batch = sets(&mut durable, &[(&key, b"value")]);
+                durable.commit(batch).await.unwrap();
+            }
+            plan.inject_after(at, fault);
+            assert!(durable.flush().await.is_err(), "{fault:?} at {at}");
+            assert_eq!(plan.fired(), 1);
+            assert_eq!(durable.file_bytes(), 4096, "nothing acknowledged");
+            // The retry truncates whatever landed and writes the group again.
+            durable.flush().await.unwrap();
+            drop(durable);
+            let (durable, report) = reopen(&dir).await;
+            assert_eq!(report.segments, n, "{fault:?} at {at}");
+            assert_eq!(report.torn_tail_bytes, 0, "{fault:?} at {at}");
+            assert_eq!(dump(&durable).len() as u64, n);
+        }
+    });
+}
+
+#[test]
+fn the_writes_of_a_group_are_in_flight_together_within_the_bound() {
+    let root = fresh_dir("durable-concurrent-group-in-flight");
+    run(async move {
+        let plan = FaultPlan::new();
+        let layer = FaultyLayer { plan: plan.clone() };
+        let (mut durable, _) =
+            DurableStore::open_with(layer, &root, 0, async_config(60_000), store_config())
+                .await
+                .unwrap();
+        let commits = 2 * FLUSH_WRITES_IN_FLIGHT_MAX as u64;
+        for i in 0..commits {
+            let key = key(0, i);
+            let batch = sets(&mut durable, &[(&key, b"value")]);
+            durable.commit(batch).await.unwrap();
+        }
+        durable.flush().await.unwrap();
+        let most = plan.writes_in_flight_max();
+        assert!(most > 1, "one write at a time");
+        assert!(
+            most <= FLUSH_WRITES_IN_FLIGHT_MAX as u64,
+            "{most} in flight"
+        );
+        durable.close().await.unwrap();
+        let (durable, report) = reopen(&root).await;
+        assert_eq!(report.segments, commits);
+        assert_eq!(dump(&durable).len() as u64, commits);
     });
 }

@@ -214,6 +214,9 @@ struct FaultState {
     pending: Vec<(u64, Fault)>,
     sticky: Option<Fault>,
     fired: u64,
+    /// Writes of the plan's files under way now, and the most ever at once.
+    writes_in_flight: u64,
+    writes_in_flight_max: u64,
 }
 
 impl FaultPlan {
@@ -250,6 +253,18 @@ impl FaultPlan {
         self.inner.borrow().fired
     }
 
+    /// The most writes the plan's files had under way at once.
+    pub fn writes_in_flight_max(&self) -> u64 {
+        self.inner.borrow().writes_in_flight_max
+    }
+
+    fn write_started(&self) -> WriteInFlight {
+        let mut state = self.inner.borrow_mut();
+        state.writes_in_flight += 1;
+        state.writes_in_flight_max = state.writes_in_flight_max.max(state.writes_in_flight);
+        WriteInFlight { plan: self.clone() }
+    }
+
     fn take(&self, matches: impl Fn(&Fault) -> bool) -> Option<Fault> {
         let mut state = self.inner.borrow_mut();
         if let Some(fault) = state.sticky.filter(|f| matches(f)) {
@@ -264,6 +279,19 @@ impl FaultPlan {
         }
         state.fired += 1;
         Some(state.pending.remove(index).1)
+    }
+}
+
+/// Counts a write under way until dropped (completed or abandoned).
+struct WriteInFlight {
+    plan: FaultPlan,
+}
+
+impl Drop for WriteInFlight {
+    fn drop(&mut self) {
+        let mut state = self.plan.inner.borrow_mut();
+        assert!(state.writes_in_flight > 0);
+        state.writes_in_flight -= 1;
     }
 }
 
@@ -311,6 +339,7 @@ impl LogFile for FaultyFile {
     }
 
     async fn write_at(&self, buf: Rc<DmaBuffer>, pos: u64) -> io::Result<()> {
+        let _in_flight = self.plan.write_started();
         let fault = self.plan.take(|f| {
             matches!(
                 f,

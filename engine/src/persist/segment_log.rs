@@ -61,6 +61,12 @@ pub const WRITE_CHUNK_BYTES: usize = 1 << 20;
 /// bounds them. Eight keep a virtio disk's queue busy through a typical
 /// async flush (8-10 commits of ~1 MiB), measured in BENCHMARKS.md.
 pub const FLUSH_WRITES_IN_FLIGHT_MAX: usize = 8;
+/// How long a flush pauses after queuing each write. glommio submits queued
+/// IO to the kernel only when its executor polls the reactor, which it does
+/// once no task is runnable; a timer this short makes the flushing task
+/// wait for exactly one such pass, so each write starts while the next
+/// buffer is being filled (BENCHMARKS.md, "Fourth session").
+const WRITE_SUBMIT_PAUSE: Duration = Duration::from_micros(1);
 const FILE_PREFIX: &str = "seg-";
 const FILE_SUFFIX: &str = ".tsr";
 const TMP_SUFFIX: &str = ".tmp";
@@ -678,6 +684,18 @@ impl<F: LogFile> GroupWriter<'_, F> {
                 slot_at(slots.as_mut(), slot)
                     .set(Some(file.write_at(Rc::new(buf), at.end + written)));
                 written += chunk;
+                if self.in_flight_max > 1 {
+                    // Queue the write in the ring now (its first poll), then
+                    // let the executor reach its reactor, which alone hands
+                    // queued IO to the kernel: otherwise the device would sit
+                    // idle until every slot is filled and this task waits.
+                    poll_fn(|cx| {
+                        reap(slots.as_mut(), cx, &mut io_error);
+                        Poll::Ready(())
+                    })
+                    .await;
+                    glommio::timer::sleep(WRITE_SUBMIT_PAUSE).await;
+                }
             }
             at = LogPosition {
                 end: at.end + commit.len(),
