@@ -107,25 +107,3 @@ fn a_clear_with_a_group_open_replaces_the_file() {
         assert_eq!(reopened_keys(&root).await, [b"after"]);
     });
 }
-
-#[test]
-fn a_crash_with_a_group_open_reopens_with_a_prefix_of_it() {
-    let root = fresh_dir("durable-flush-step-crash");
-    run(async move {
-        let (_, mut durable) = open(&root).await;
-        commit_keys(&mut durable, &[b"a"]).await;
-        durable.flush().await.unwrap();
-        commit_keys(&mut durable, &[b"b", b"c", b"d"]).await;
-        durable.flush_step().await.unwrap();
-        // Dropped with the group's writes possibly still in flight.
-        drop(durable);
-        let (durable, _) =
-            DurableStore::open_with(DmaLayer, &root, 0, async_config(60_000), store_config())
-                .await
-                .unwrap();
-        let keys: Vec<Vec<u8>> = dump(&durable).into_iter().map(|(key, _)| key).collect();
-        let all: [&[u8]; 4] = [b"a", b"b", b"c", b"d"];
-        assert!(!keys.is_empty() && keys.len() <= 4);
-        assert_eq!(keys, all[..keys.len()], "a prefix of the commits");
-    });
-}
