@@ -15,19 +15,11 @@
 //!   clients may read a write whose AOF fsync is pending.)
 //! - `async` ([`Durability::Async`]): `commit` only applies; applied
 //!   segments are written by [`DurableStore::flush`] (a timer every
-//!   `flush_interval_ms`, and shutdown), and inline by `commit` and
-//!   `maintenance_step` in two halves ([`DurableStore::flush_step`]): once
-//!   the oldest segment not yet in the log is half an interval old, the
-//!   step syncs the group it started last time and starts the writes of the
-//!   next one, returning while they are in flight. So the disk writes one
-//!   group while the core ingests the next (a flush waiting for its writes
-//!   left the disk idle for most of an ingest, BENCHMARKS.md), and every
-//!   segment is still durable within about one interval. The open group's
-//!   segments stay unpersisted (out of merges) until its sync succeeds.
-//!   Once [`UNPERSISTED_SEGMENTS_MAX`] are pending `commit` flushes whole.
-//!   On a disk error they stay pending and are retried; once the pending
-//!   limit is reached new batches are refused, which is the back-pressure
-//!   a full disk exerts.
+//!   `flush_interval_ms`, and shutdown), and inline by `commit` once the
+//!   oldest unpersisted batch is older than the interval or
+//!   [`UNPERSISTED_SEGMENTS_MAX`] are pending. On a disk error they stay
+//!   pending and are retried; once the pending limit is reached new batches
+//!   are refused, which is the back-pressure a full disk exerts.
 //!
 //! Either mode may also log a batch it has not applied yet
 //! ([`DurableStore::log_staged`]): the command layer keeps one batch open
@@ -144,15 +136,10 @@ pub struct DurableStore<L: FileLayer = DmaLayer> {
     store: Store,
     log: SegmentLog<L>,
     config: DurableConfig,
-    /// Segments on top of the stack applied but not yet durable in the log.
+    /// Segments on top of the stack applied but not yet in the log.
     unpersisted: usize,
-    /// When the oldest of them not yet handed to the log was applied.
+    /// When the oldest of them was applied.
     unpersisted_since: Option<Instant>,
-    /// The oldest `in_flight` of the unpersisted segments are the log's open
-    /// group (async mode: written, not yet synced; see
-    /// [`DurableStore::flush_step`]), started at `in_flight_since`.
-    in_flight: usize,
-    in_flight_since: Option<Instant>,
     /// A compaction advancing one chunk per maintenance step.
     compaction: Option<CompactionJob<L::File>>,
     /// [`DurableStore::clear_in_memory`] ran: the file still holds what was
@@ -252,8 +239,6 @@ impl<L: FileLayer> DurableStore<L> {
             config,
             unpersisted: 0,
             unpersisted_since: None,
-            in_flight: 0,
-            in_flight_since: None,
             compaction: None,
             rewrite_needed: false,
             staged_commits: 0,
@@ -462,7 +447,7 @@ impl<L: FileLayer> DurableStore<L> {
                 if self.flush_due(Instant::now()) {
                     // The write is acknowledged whatever the disk says; a
                     // failure is retried by the next flush.
-                    let _ = self.flush_step().await;
+                    let _ = self.persist_pending().await;
                 }
                 Ok(())
             }
@@ -473,7 +458,6 @@ impl<L: FileLayer> DurableStore<L> {
     /// were not acknowledged, so they are never served.
     fn take_back_unpersisted(&mut self) {
         debug_assert_eq!(self.config.durability, Durability::Sync);
-        assert_eq!(self.in_flight, 0, "sync mode never leaves a group open");
         while self.unpersisted > 0 {
             assert!(self.store.pop_newest_segment());
             self.unpersisted -= 1;
@@ -506,72 +490,13 @@ impl<L: FileLayer> DurableStore<L> {
         Ok(())
     }
 
-    /// Whether async mode owes the disk a flush step at `now`: segments
-    /// not yet handed to the log, or an open group, half a flush interval
-    /// old. A segment is thus handed to the log within half an interval and
-    /// its group synced within another half (see
-    /// [`DurableStore::flush_step`]).
+    /// Whether async mode owes the disk a flush at `now`.
     pub fn flush_due(&self, now: Instant) -> bool {
-        let Durability::Async { flush_interval_ms } = self.config.durability else {
-            return false;
-        };
-        let half_interval = Duration::from_millis(flush_interval_ms) / 2;
-        [self.unpersisted_since, self.in_flight_since]
-            .into_iter()
-            .flatten()
-            .any(|since| now.duration_since(since) >= half_interval)
-    }
-
-    /// Async mode's flush without the wait: makes the log's open group
-    /// durable (its writes have had the time since the last step to land,
-    /// so this is mostly its fdatasync), then hands every segment not yet in
-    /// the log to it as the next group and returns as soon as those writes
-    /// are with the kernel. The ingest goes on while the disk writes them;
-    /// the next step (or any flush) syncs them. On error the segments stay
-    /// unpersisted and the next step writes them again.
-    pub async fn flush_step(&mut self) -> Result<(), PersistError> {
-        assert_ne!(self.config.durability, Durability::Sync);
-        self.settle().await?;
-        if self.rewrite_needed {
-            return self.rewrite_current().await;
-        }
-        if self.unpersisted == 0 {
-            return Ok(());
-        }
-        let snapshot = self.store.snapshot();
-        let height = snapshot.height();
-        assert!(self.unpersisted <= height);
-        let segments = snapshot
-            .segments()
-            .skip(height - self.unpersisted)
-            .map(|(data, meta)| (meta, data));
-        self.log.start_group(segments).await?;
-        self.in_flight = self.unpersisted;
-        self.in_flight_since = Some(Instant::now());
-        self.unpersisted_since = None;
-        Ok(())
-    }
-
-    /// Finishes the log's open group, if any: on success its segments are
-    /// persisted; on failure they are unpersisted segments not yet in the
-    /// log again, as old as the group.
-    async fn settle(&mut self) -> Result<(), PersistError> {
-        let result = self.log.finish_group().await;
-        let in_flight = std::mem::take(&mut self.in_flight);
-        let since = self.in_flight_since.take();
-        match result {
-            Ok(_) => {
-                assert!(in_flight <= self.unpersisted);
-                self.unpersisted -= in_flight;
-                Ok(())
+        match (self.config.durability, self.unpersisted_since) {
+            (Durability::Async { flush_interval_ms }, Some(since)) => {
+                now.duration_since(since) >= Duration::from_millis(flush_interval_ms)
             }
-            Err(error) => {
-                if let Some(since) = since {
-                    let oldest = self.unpersisted_since.get_or_insert(since);
-                    *oldest = (*oldest).min(since);
-                }
-                Err(error)
-            }
+            _ => false,
         }
     }
 
@@ -614,12 +539,9 @@ impl<L: FileLayer> DurableStore<L> {
         // (2-3 ms there, metadata included) for almost every batch.
         // Half the pending limit: the next round keeps room for batches it
         // must apply before its commit (`apply_pending`).
-        let pending_high = self.unpersisted - self.in_flight > UNPERSISTED_SEGMENTS_MAX / 2;
-        let sync = self.config.durability == Durability::Sync;
-        if self.rewrite_needed || (sync && pending_high) {
+        let pending_high = self.unpersisted > UNPERSISTED_SEGMENTS_MAX / 2;
+        if pending_high || self.flush_due(Instant::now()) || self.rewrite_needed {
             self.flush().await?;
-        } else if pending_high || self.flush_due(Instant::now()) {
-            self.flush_step().await?;
         }
         if self.store.merge_needed() {
             // Segments not on disk yet may have to be taken back: they stay
@@ -749,10 +671,6 @@ impl<L: FileLayer> DurableStore<L> {
         self.staged_commits = 0;
         self.unpersisted = 0;
         self.unpersisted_since = None;
-        // An open group's outcome no longer matters: the rewrite replaces
-        // the file (and finishes the group first).
-        self.in_flight = 0;
-        self.in_flight_since = None;
         self.rewrite_needed = true;
     }
 
@@ -765,9 +683,6 @@ impl<L: FileLayer> DurableStore<L> {
     /// ops `log_staged` laid out when `with_staged`.
     async fn rewrite_with(&mut self, with_staged: bool) -> Result<(), PersistError> {
         self.compaction_abandon().await;
-        // The new file holds the whole stack, the open group's segments
-        // included, so how that group ends does not matter.
-        let _ = self.settle().await;
         let snapshot = self.store.snapshot();
         let staged = with_staged.then_some((&self.staged_meta[..], &self.staged_data[..]));
         self.log
@@ -823,7 +738,6 @@ impl<L: FileLayer> DurableStore<L> {
     }
 
     async fn persist_pending(&mut self) -> Result<(), PersistError> {
-        self.settle().await?;
         if self.unpersisted == 0 {
             return Ok(());
         }
@@ -834,7 +748,6 @@ impl<L: FileLayer> DurableStore<L> {
     /// the staged ops laid out by `log_staged` (newer than all of them),
     /// with one fdatasync.
     async fn append_unpersisted(&mut self, with_staged: bool) -> Result<(), PersistError> {
-        self.settle().await?;
         let snapshot = self.store.snapshot();
         let height = snapshot.height();
         assert!(self.unpersisted <= height);

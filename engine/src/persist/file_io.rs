@@ -37,9 +37,7 @@ use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 /// Creates and manipulates segment files for one core.
 #[allow(async_fn_in_trait)]
 pub trait FileLayer {
-    /// `'static` because a flush's writes own a handle to the file while
-    /// they are in flight, possibly past the call that issued them.
-    type File: LogFile + 'static;
+    type File: LogFile;
     /// Opens `path` read+write for O_DIRECT appends, creating it when asked.
     async fn open(&self, path: &Path, create: bool) -> io::Result<Self::File>;
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;

@@ -26,20 +26,12 @@
 //! damage. A file written before sync groups existed has no such field, so
 //! its commits are still written one write at a time, in order, until a
 //! compaction replaces it with a file that has.
-//!
-//! A group can also be left in flight: [`SegmentLog::start_group`] returns
-//! once every byte is copied into DMA buffers and handed to the kernel, and
-//! [`SegmentLog::finish_group`] later waits for the writes and fdatasyncs
-//! (`append_all` is the two back to back). Async mode uses that to let the
-//! disk write one group while the core works on the next. The writes own
-//! their buffers and a handle to the file, so they may outlive the call;
-//! every other operation on the log asserts no group is open.
 
 use std::fs;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -145,8 +137,7 @@ pub struct SegmentLog<L: FileLayer> {
     layer: L,
     dir: PathBuf,
     core: u32,
-    /// Shared with the writes of the open group while they are in flight.
-    file: Option<Rc<L::File>>,
+    file: Option<L::File>,
     path: PathBuf,
     file_seq: u64,
     /// End of the last acknowledged commit; the next one starts here.
@@ -158,8 +149,6 @@ pub struct SegmentLog<L: FileLayer> {
     /// The live file's footers carry sync groups, so a group's commits may
     /// be written concurrently (see the module docs).
     sync_groups: bool,
-    /// A group started by [`SegmentLog::start_group`] and not finished yet.
-    group: Option<OpenGroup>,
 }
 
 /// Where the next commit goes: the log's position after its last commit.
@@ -193,7 +182,6 @@ impl<L: FileLayer> SegmentLog<L> {
                 last_seq: 0,
                 dirty_tail: false,
                 sync_groups: true,
-                group: None,
             };
             let mut removed_files = log.remove_leftovers(&listing, None).await?;
             log.start_new_file(1, 0).await?;
@@ -289,7 +277,7 @@ impl<L: FileLayer> SegmentLog<L> {
             layer,
             dir: dir.to_path_buf(),
             core,
-            file: Some(Rc::new(file)),
+            file: Some(file),
             path: path.clone(),
             file_seq: live_seq,
             end: scanned.valid_end,
@@ -297,7 +285,6 @@ impl<L: FileLayer> SegmentLog<L> {
             last_seq: scanned.last_seq(),
             dirty_tail: false,
             sync_groups: scanned.header.sync_groups(),
-            group: None,
         };
         let mut removed_files = log.remove_leftovers(&listing, Some(live_seq)).await?;
         removed_files.sort();
@@ -337,19 +324,13 @@ impl<L: FileLayer> SegmentLog<L> {
 
     /// Closes the live file (everything in it is already durable).
     pub async fn close(mut self) -> Result<(), PersistError> {
-        assert!(self.group.is_none(), "close with a group in flight");
         match self.file.take() {
-            Some(file) => only_handle(file)
+            Some(file) => file
                 .close()
                 .await
                 .map_err(|e| PersistError::io("close", &self.path, e)),
             None => Ok(()),
         }
-    }
-
-    /// Whether a group started by [`SegmentLog::start_group`] is unfinished.
-    pub fn group_in_flight(&self) -> bool {
-        self.group.is_some()
     }
 
     /// Number of commits (segments) in the live file.
@@ -371,130 +352,39 @@ impl<L: FileLayer> SegmentLog<L> {
         &mut self,
         segments: impl IntoIterator<Item = (&'a [u64], &'a [u8])>,
     ) -> Result<u64, PersistError> {
-        self.start_group(segments).await?;
-        self.finish_group().await?;
-        Ok(self.last_seq)
-    }
-
-    /// The first half of [`SegmentLog::append_all`]: issues the writes of
-    /// each segment's commit and returns once every byte is copied out of
-    /// the segments into DMA buffers and handed to the kernel, with up to
-    /// [`FLUSH_WRITES_IN_FLIGHT_MAX`] writes still under way. Nothing is
-    /// acknowledged until [`SegmentLog::finish_group`] succeeds, which must
-    /// come before any other operation on the log. Returns the number of
-    /// commits in the group. On error every write issued has completed,
-    /// nothing is acknowledged, and the next group starts from the same
-    /// offset.
-    pub async fn start_group<'a>(
-        &mut self,
-        segments: impl IntoIterator<Item = (&'a [u64], &'a [u8])>,
-    ) -> Result<u64, PersistError> {
-        assert!(self.group.is_none(), "one group at a time");
-        let file = Rc::clone(self.file.as_ref().expect("log is open"));
+        let file = self.file.as_ref().expect("log is open");
         if self.dirty_tail {
             file.truncate(self.end)
                 .await
                 .map_err(|e| PersistError::io("truncate", &self.path, e))?;
             self.dirty_tail = false;
         }
-        // Until the group's sync succeeds the tail is unknown.
+        // Until the sync below succeeds the tail is unknown.
         self.dirty_tail = true;
         let start = LogPosition {
             end: self.end,
             commit_index: self.commit_index,
             last_seq: self.last_seq,
         };
-        let in_flight_max = if self.sync_groups {
-            FLUSH_WRITES_IN_FLIGHT_MAX
-        } else {
-            1
+        let group = GroupWriter {
+            file,
+            path: &self.path,
+            file_seq: self.file_seq,
+            sync_group: self.sync_groups.then_some(self.end),
+            in_flight_max: if self.sync_groups {
+                FLUSH_WRITES_IN_FLIGHT_MAX
+            } else {
+                1
+            },
         };
-        let sync_group = self.sync_groups.then_some(self.end);
-        let mut group = OpenGroup::new(start);
-        let mut limit_error = None;
-        'segments: for (meta, data) in segments {
-            if let Err(error) = check_limits(meta, data) {
-                limit_error = Some(error);
-                break;
-            }
-            let at = group.after;
-            let commit = EncodedCommit::new(
-                at.last_seq + 1,
-                at.end,
-                at.commit_index,
-                self.file_seq,
-                sync_group,
-                meta,
-                data,
-            );
-            let mut written = 0u64;
-            while written < commit.len() {
-                let Some(slot) = group.free_slot(in_flight_max).await else {
-                    break 'segments;
-                };
-                let chunk = (commit.len() - written).min(WRITE_CHUNK_BYTES as u64);
-                let mut buf = file.alloc_buffer(chunk as usize);
-                commit.fill(written, buf.as_bytes_mut());
-                let writer = Rc::clone(&file);
-                let position = at.end + written;
-                group.writes[slot] = Some(Box::pin(async move {
-                    writer.write_at(Rc::new(buf), position).await
-                }));
-                written += chunk;
-                if in_flight_max > 1 {
-                    // Queue the write in the ring now (its first poll), then
-                    // let the executor reach its reactor, which alone hands
-                    // queued IO to the kernel: otherwise the device would sit
-                    // idle until every slot is filled and this task waits.
-                    group.poll_now().await;
-                    glommio::timer::sleep(WRITE_SUBMIT_PAUSE).await;
-                }
-            }
-            group.after = LogPosition {
-                end: at.end + commit.len(),
-                commit_index: at.commit_index + 1,
-                last_seq: at.last_seq + 1,
-            };
-            group.commits += 1;
-        }
-        if group.error.is_some() || limit_error.is_some() {
-            // Bytes still on their way must not land after the next group
-            // truncated the tail.
-            group.drain().await;
-            if let Some(error) = group.error {
-                return Err(PersistError::io("write", &self.path, error));
-            }
-            return Err(limit_error.expect("an error"));
-        }
-        let commits = group.commits;
-        self.group = Some(group);
-        Ok(commits)
-    }
-
-    /// The second half of [`SegmentLog::append_all`]: waits for the open
-    /// group's writes, then makes them durable with one fdatasync. Returns
-    /// the group's commit count, or `None` when no group was open. On error
-    /// nothing of the group is acknowledged (any failed write or sync fails
-    /// it whole) and the next group starts from the same offset.
-    pub async fn finish_group(&mut self) -> Result<Option<u64>, PersistError> {
-        let Some(mut group) = self.group.take() else {
-            return Ok(None);
-        };
-        group.drain().await;
-        if let Some(error) = group.error {
-            return Err(PersistError::io("write", &self.path, error));
-        }
-        let file = self.file.as_ref().expect("log is open");
+        let after = group.write(start, segments).await?;
         file.fdatasync()
             .await
             .map_err(|e| PersistError::io("fdatasync", &self.path, e))?;
         self.dirty_tail = false;
-        (self.end, self.commit_index, self.last_seq) = (
-            group.after.end,
-            group.after.commit_index,
-            group.after.last_seq,
-        );
-        Ok(Some(group.commits))
+        (self.end, self.commit_index, self.last_seq) =
+            (after.end, after.commit_index, after.last_seq);
+        Ok(after.last_seq)
     }
 
     /// Reserves the next sequence number (for a compaction's commits).
@@ -505,7 +395,6 @@ impl<L: FileLayer> SegmentLog<L> {
 
     /// Starts a compaction: creates `seg-<n+1>.tsr.tmp` holding its header.
     pub async fn compaction_start(&mut self) -> Result<CompactionWriter<L::File>, PersistError> {
-        assert!(self.group.is_none(), "finish the group first");
         let file_seq = self.file_seq + 1;
         let tmp = file_path(&self.dir, file_seq, true);
         let file = self.create_file(&tmp, file_seq, self.last_seq).await?;
@@ -521,7 +410,6 @@ impl<L: FileLayer> SegmentLog<L> {
         writer: CompactionWriter<L::File>,
     ) -> Result<(), PersistError> {
         assert!(!writer.in_segment(), "install whole commits only");
-        assert!(self.group.is_none(), "finish the group first");
         assert!(writer.last_seq <= self.last_seq);
         let final_path = file_path(&self.dir, writer.file_seq, false);
         let renamed = match writer.sync().await {
@@ -537,7 +425,7 @@ impl<L: FileLayer> SegmentLog<L> {
             return Err(error);
         }
         let old_path = std::mem::replace(&mut self.path, final_path);
-        let old_file = self.file.replace(Rc::new(writer.file));
+        let old_file = self.file.replace(writer.file);
         self.file_seq = writer.file_seq;
         self.end = writer.end;
         self.commit_index = writer.commit_index;
@@ -547,7 +435,7 @@ impl<L: FileLayer> SegmentLog<L> {
         self.sync_dir().await?;
         if let Some(old) = old_file {
             // Everything in it is in the new file, durably.
-            let _ = only_handle(old).close().await;
+            let _ = old.close().await;
         }
         self.layer
             .remove(&old_path)
@@ -596,7 +484,7 @@ impl<L: FileLayer> SegmentLog<L> {
             .rename(&tmp, &final_path)
             .await
             .map_err(|e| PersistError::io("rename", &tmp, e))?;
-        self.file = Some(Rc::new(file));
+        self.file = Some(file);
         self.path = final_path;
         self.file_seq = file_seq;
         self.end = FILE_HEADER_BLOCK_BYTES;
@@ -732,96 +620,154 @@ fn check_limits(meta: &[u64], data: &[u8]) -> Result<(), PersistError> {
     Ok(())
 }
 
-/// One DMA write of a group, owning its buffer and a handle to the file.
-type WriteInFlight = Pin<Box<dyn Future<Output = io::Result<()>>>>;
-
-/// The writes of a group in flight, at most [`FLUSH_WRITES_IN_FLIGHT_MAX`].
-/// Boxed so they can outlive the call that issued them: one small
-/// allocation per write of up to [`WRITE_CHUNK_BYTES`], next to its DMA
-/// buffer.
-struct OpenGroup {
-    writes: [Option<WriteInFlight>; FLUSH_WRITES_IN_FLIGHT_MAX],
-    /// The first write that failed; no write is issued after it.
-    error: Option<io::Error>,
-    /// Where the log will stand once the group is durable.
-    after: LogPosition,
-    commits: u64,
+/// Writes the commits of one fdatasync group, its DMA writes in flight
+/// together (at most `in_flight_max`), each buffer filled while the ones
+/// before it are on their way.
+struct GroupWriter<'f, F: LogFile> {
+    file: &'f F,
+    path: &'f Path,
+    file_seq: u64,
+    /// Written into every footer of the group: where the group begins.
+    sync_group: Option<u64>,
+    in_flight_max: usize,
 }
 
-impl OpenGroup {
-    fn new(start: LogPosition) -> Self {
-        OpenGroup {
-            writes: std::array::from_fn(|_| None),
-            error: None,
-            after: start,
-            commits: 0,
-        }
-    }
-
-    fn in_flight(&self) -> usize {
-        self.writes.iter().filter(|write| write.is_some()).count()
-    }
-
-    /// Polls every write in flight once (a new one is thereby queued in the
-    /// ring); frees the slots of those done and keeps the first error.
-    fn reap(&mut self, cx: &mut Context<'_>) {
-        for slot in &mut self.writes {
-            let Some(write) = slot.as_mut() else {
-                continue;
-            };
-            if let Poll::Ready(result) = write.as_mut().poll(cx) {
-                *slot = None;
-                if let Err(error) = result {
-                    self.error.get_or_insert(error);
+impl<F: LogFile> GroupWriter<'_, F> {
+    /// Writes each segment as a commit from `start` on and returns the
+    /// position after the last. Every write issued has completed when this
+    /// returns, whatever the outcome, so the caller may truncate the file
+    /// at once; on an error no further write is issued and the first error
+    /// is returned.
+    async fn write<'a>(
+        &self,
+        start: LogPosition,
+        segments: impl IntoIterator<Item = (&'a [u64], &'a [u8])>,
+    ) -> Result<LogPosition, PersistError> {
+        assert!((1..=FLUSH_WRITES_IN_FLIGHT_MAX).contains(&self.in_flight_max));
+        let file = self.file;
+        let mut slots = pin!(std::array::from_fn::<_, FLUSH_WRITES_IN_FLIGHT_MAX, _>(
+            |_| None
+        ));
+        let mut io_error: Option<io::Error> = None;
+        let mut limit_error = None;
+        let mut at = start;
+        'segments: for (meta, data) in segments {
+            if let Err(error) = check_limits(meta, data) {
+                limit_error = Some(error);
+                break;
+            }
+            let commit = EncodedCommit::new(
+                at.last_seq + 1,
+                at.end,
+                at.commit_index,
+                self.file_seq,
+                self.sync_group,
+                meta,
+                data,
+            );
+            let mut written = 0u64;
+            while written < commit.len() {
+                let slot = poll_fn(|cx| {
+                    reap(slots.as_mut(), cx, &mut io_error);
+                    match free_slot(slots.as_mut(), self.in_flight_max) {
+                        Some(slot) => Poll::Ready(slot),
+                        None => Poll::Pending,
+                    }
+                })
+                .await;
+                if io_error.is_some() {
+                    break 'segments;
+                }
+                let chunk = (commit.len() - written).min(WRITE_CHUNK_BYTES as u64);
+                let mut buf = file.alloc_buffer(chunk as usize);
+                commit.fill(written, buf.as_bytes_mut());
+                slot_at(slots.as_mut(), slot)
+                    .set(Some(file.write_at(Rc::new(buf), at.end + written)));
+                written += chunk;
+                if self.in_flight_max > 1 {
+                    // Queue the write in the ring now (its first poll), then
+                    // let the executor reach its reactor, which alone hands
+                    // queued IO to the kernel: otherwise the device would sit
+                    // idle until every slot is filled and this task waits.
+                    poll_fn(|cx| {
+                        reap(slots.as_mut(), cx, &mut io_error);
+                        Poll::Ready(())
+                    })
+                    .await;
+                    glommio::timer::sleep(WRITE_SUBMIT_PAUSE).await;
                 }
             }
+            at = LogPosition {
+                end: at.end + commit.len(),
+                commit_index: at.commit_index + 1,
+                last_seq: at.last_seq + 1,
+            };
         }
-    }
-
-    async fn poll_now(&mut self) {
+        // Wait for every write issued, failed or not: bytes still on their
+        // way must not land after the next append truncated the tail.
         poll_fn(|cx| {
-            self.reap(cx);
-            Poll::Ready(())
-        })
-        .await
-    }
-
-    /// Waits until fewer than `limit` writes are in flight and returns a
-    /// free slot; `None` once a write failed.
-    async fn free_slot(&mut self, limit: usize) -> Option<usize> {
-        assert!((1..=FLUSH_WRITES_IN_FLIGHT_MAX).contains(&limit));
-        poll_fn(|cx| {
-            self.reap(cx);
-            if self.error.is_some() {
-                Poll::Ready(None)
-            } else if self.in_flight() < limit {
-                Poll::Ready(self.writes.iter().position(Option::is_none))
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
-    }
-
-    /// Waits for every write issued, failed or not.
-    async fn drain(&mut self) {
-        poll_fn(|cx| {
-            self.reap(cx);
-            if self.in_flight() == 0 {
+            reap(slots.as_mut(), cx, &mut io_error);
+            if free_slot_count(slots.as_ref()) == FLUSH_WRITES_IN_FLIGHT_MAX {
                 Poll::Ready(())
             } else {
                 Poll::Pending
             }
         })
-        .await
+        .await;
+        if let Some(error) = io_error {
+            return Err(PersistError::io("write", self.path, error));
+        }
+        if let Some(error) = limit_error {
+            return Err(error);
+        }
+        Ok(at)
     }
 }
 
-/// The file behind `handle`, which no write in flight shares any more.
-fn only_handle<F>(handle: Rc<F>) -> F {
-    Rc::try_unwrap(handle)
-        .ok()
-        .expect("no write in flight holds the file")
+/// Slot `index` of a pinned array of in-flight writes, pinned itself.
+fn slot_at<T, const N: usize>(
+    slots: Pin<&mut [Option<T>; N]>,
+    index: usize,
+) -> Pin<&mut Option<T>> {
+    // SAFETY: structural pinning of the array's elements: an element is
+    // never moved out of the pinned array, only replaced in place through
+    // `Pin::set` (which drops the old value where it lies).
+    unsafe { slots.map_unchecked_mut(|slots| &mut slots[index]) }
+}
+
+/// Polls every write in flight once (a new one is thereby handed to the
+/// ring); frees the slots of those done and keeps the first error.
+fn reap<T, const N: usize>(
+    mut slots: Pin<&mut [Option<T>; N]>,
+    cx: &mut Context<'_>,
+    first_error: &mut Option<io::Error>,
+) where
+    T: Future<Output = io::Result<()>>,
+{
+    for index in 0..N {
+        let mut slot = slot_at(slots.as_mut(), index);
+        let Some(write) = slot.as_mut().as_pin_mut() else {
+            continue;
+        };
+        if let Poll::Ready(result) = write.poll(cx) {
+            slot.set(None);
+            if let Err(error) = result {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+}
+
+fn free_slot<T, const N: usize>(slots: Pin<&mut [Option<T>; N]>, limit: usize) -> Option<usize> {
+    let in_flight = N - free_slot_count(slots.as_ref());
+    if in_flight >= limit {
+        return None;
+    }
+    slots.iter().position(Option::is_none)
+}
+
+fn free_slot_count<T, const N: usize>(slots: Pin<&[Option<T>; N]>) -> usize {
+    slots.iter().filter(|slot| slot.is_none()).count()
 }
 
 /// Tolerant mode never destroys evidence: the dropped bytes go to a side
