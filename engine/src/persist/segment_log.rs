@@ -833,3 +833,103 @@ fn list_dir(dir: &Path) -> Result<Listing, PersistError> {
     listing.tmp.sort_unstable();
     Ok(listing)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persist::file_io::DmaLayer;
+    use crate::persist::format::{
+        commit_bytes, Footer, SegmentHeader, FILE_HEADER_BYTES, FOOTER_BYTES,
+    };
+
+    fn run<T: 'static>(future: impl std::future::Future<Output = T> + 'static) -> T {
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(512 << 10)
+            .make()
+            .expect("executor")
+            .run(future)
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tessera-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The footers of a file image, oldest first.
+    fn footers(image: &[u8]) -> Vec<Footer> {
+        let mut found = Vec::new();
+        let mut pos = FILE_HEADER_BLOCK_BYTES as usize;
+        while pos < image.len() {
+            let header: SegmentHeader = bytemuck::pod_read_unaligned(&image[pos..pos + 64]);
+            let len = commit_bytes(header.meta_bytes, header.data_bytes);
+            let end = pos + len as usize;
+            found.push(bytemuck::pod_read_unaligned(
+                &image[end - FOOTER_BYTES..end],
+            ));
+            pos = end;
+        }
+        found
+    }
+
+    /// A file written before sync groups (no feature bit, flagless
+    /// footers) opens, takes appends in its own format, one write at a time,
+    /// and a compaction turns it into a file with sync groups.
+    #[test]
+    fn a_file_from_before_sync_groups_stays_in_its_format_until_compacted() {
+        let dir = temp_dir("old-format");
+        let path = file_path(&dir, 1, false);
+        let mut header = FileHeader::new(0, 1, 0);
+        header.features = 0;
+        header.header_xxh3 = header.compute_xxh3();
+        let mut image = vec![0u8; FILE_HEADER_BLOCK_BYTES as usize];
+        image[..FILE_HEADER_BYTES].copy_from_slice(bytemuck::bytes_of(&header));
+        let meta = [3u64, 0];
+        let data = b"old";
+        let commit = EncodedCommit::new(1, FILE_HEADER_BLOCK_BYTES, 0, 1, None, &meta, data);
+        let start = image.len();
+        image.resize(start + commit.len() as usize, 0);
+        commit.fill(0, &mut image[start..]);
+        fs::write(&path, &image).unwrap();
+
+        let test_dir = dir.clone();
+        run(async move {
+            let (mut log, mapped, report) = SegmentLog::open(DmaLayer, &test_dir, 0, false)
+                .await
+                .unwrap();
+            assert_eq!(report.segments, 1);
+            assert_eq!(mapped.segment(0), (&meta[..], &data[..]));
+            drop(mapped);
+            let big = vec![7u8; WRITE_CHUNK_BYTES + 5000];
+            let segments = [(&meta[..], &data[..]), (&meta[..], &big[..])];
+            assert_eq!(log.append_all(segments).await.unwrap(), 3);
+            let image = fs::read(log.path()).unwrap();
+            let found = footers(&image);
+            assert_eq!(found.len(), 3);
+            assert!(found
+                .iter()
+                .all(|f| !f.has_sync_group() && f.check().is_ok()));
+            log.close().await.unwrap();
+
+            let (mut log, _, report) = SegmentLog::open(DmaLayer, &test_dir, 0, false)
+                .await
+                .unwrap();
+            assert_eq!((report.segments, report.torn_tail_bytes), (3, 0));
+            log.rewrite([(&meta[..], &data[..])]).await.unwrap();
+            log.append_all([(&meta[..], &data[..]), (&meta[..], &data[..])])
+                .await
+                .unwrap();
+            let image = fs::read(log.path()).unwrap();
+            let header: FileHeader = bytemuck::pod_read_unaligned(&image[..FILE_HEADER_BYTES]);
+            assert!(header.sync_groups());
+            let found = footers(&image);
+            assert_eq!(found.len(), 3);
+            // The two appended together name the first of them.
+            assert_eq!(found[1].sync_group_start(), found[1].segment_offset);
+            assert_eq!(found[2].sync_group_start(), found[1].segment_offset);
+            log.close().await.unwrap();
+        });
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
