@@ -58,8 +58,10 @@ pub const WRITE_CHUNK_BYTES: usize = 1 << 20;
 /// flush runs. They do not come out of locked memory: a 1 MiB `io_memory`
 /// arena (what RLIMIT_MEMLOCK = 8 MiB affords two cores) cannot hold a
 /// 1 MiB chunk, so glommio hands out heap buffers; this constant is what
-/// bounds them. Eight keep a virtio disk's queue busy through a typical
-/// async flush (8-10 commits of ~1 MiB), measured in BENCHMARKS.md.
+/// bounds them. Eight put a typical async flush (7-10 commits of ~1 MiB)
+/// in flight at once. On the development VM's ext4 the gain was lost in
+/// the noise: appending O_DIRECT writes serialize on the inode lock there
+/// (BENCHMARKS.md, "Fourth session").
 pub const FLUSH_WRITES_IN_FLIGHT_MAX: usize = 8;
 /// How long a flush pauses after queuing each write. glommio submits queued
 /// IO to the kernel only when its executor polls the reactor, which it does
