@@ -2,7 +2,7 @@
 //! a long, one-shot run, repeated and reported as a median).
 //!
 //! ```text
-//! cargo bench --bench durable -- disk async sync reopen redis
+//! cargo bench --bench durable -- disk async flush sync reopen redis
 //! ```
 //!
 //! - `disk`: this disk's O_DIRECT sequential write bandwidth (`dd
@@ -13,6 +13,9 @@
 //!   of the process's CPU time (a figure the machine's noise barely moves).
 //!   `ingest` runs the two ingests without `disk`; `ingest-cold` one async
 //!   ingest as the first thing its process does (see `main`).
+//! - `flush`: the segment log alone appending groups of 8 commits of ~1 MB
+//!   (one `append_all` each: the writes, then one fdatasync), MB/s next to
+//!   `dd` in the same runs: how much of the disk a flush gets.
 //! - `sync`: sync-mode writes per second on one core with 1, 16 and 256
 //!   concurrent writer tasks (group commit).
 //! - `reopen`: time to reopen a compacted store of N records (default 10M;
@@ -36,7 +39,8 @@ use std::time::{Duration, Instant};
 
 use glommio::{spawn_local, LocalExecutorBuilder};
 use tessera_engine::{
-    DataDir, Durability, DurableConfig, DurableStore, GroupCommitter, StoreConfig,
+    DataDir, DmaLayer, Durability, DurableConfig, DurableStore, GroupCommitter, SegmentLog,
+    StoreConfig,
 };
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -194,6 +198,36 @@ fn async_ingest(mb: u64) -> Rate {
         drop(durable);
         std::fs::remove_dir_all(&root).unwrap();
         Rate::of(records * (16 + 1000), elapsed, cpu)
+    })
+}
+
+/// Commits per group in the `flush` benchmark: what one async flush of the
+/// ingest writes (a 10 ms interval holds 7-10 batches of ~1 MB).
+const FLUSH_BENCH_GROUP_COMMITS: usize = 8;
+
+/// MB/s of the log alone writing `mb` MB as groups of
+/// [`FLUSH_BENCH_GROUP_COMMITS`] commits of ~1 MB (1,000 records), each
+/// group one `append_all`, i.e. its writes and one fdatasync: how much of
+/// the disk's bandwidth a flush gets, with no engine work in between.
+fn flush_groups(mb: u64) -> Rate {
+    let dir = fresh("flush");
+    run(async move {
+        let (mut log, _, _) = SegmentLog::open(DmaLayer, &dir, 0, false).await.unwrap();
+        let meta: Vec<u64> = (0..2000).collect();
+        let data = vec![0x5au8; 1000 * 1016];
+        let groups = (mb as usize).div_ceil(FLUSH_BENCH_GROUP_COMMITS);
+        let started = Instant::now();
+        let cpu_started = cpu_secs();
+        for _ in 0..groups {
+            let segments = (0..FLUSH_BENCH_GROUP_COMMITS).map(|_| (&meta[..], &data[..]));
+            log.append_all(segments).await.unwrap();
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let cpu = cpu_secs() - cpu_started;
+        let bytes = log.file_bytes();
+        log.close().await.unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        Rate::of(bytes, elapsed, cpu)
     })
 }
 
@@ -466,6 +500,25 @@ fn main() {
                 wall(&durable) / disk * 100.0
             );
         }
+    }
+    if wants("flush") {
+        let mut disk = Vec::new();
+        let mut flush = Vec::new();
+        for _ in 0..runs {
+            disk.push(disk_bandwidth(ingest_mb));
+            flush.push(flush_groups(ingest_mb));
+            println!(
+                "run: dd {:.0} MB/s, flush {:.0} MB/s",
+                disk.last().unwrap(),
+                flush.last().unwrap().wall_mb_per_sec
+            );
+        }
+        let flush = median(flush.iter().map(|r| r.wall_mb_per_sec).collect());
+        let disk = median(disk);
+        println!(
+            "log flush, groups of {FLUSH_BENCH_GROUP_COMMITS} commits of ~1 MB: median {flush:.0} MB/s = {:.0}% of dd ({disk:.0} MB/s)",
+            flush / disk * 100.0
+        );
     }
     if args.iter().any(|a| a == "ingest-cold") {
         // One run per process: only the first ingest of a process is cold.

@@ -65,7 +65,17 @@ impl<F: LogFile> CompactionWriter<F> {
     ) -> Result<bool, PersistError> {
         let stream = self.stream.get_or_insert_with(|| {
             assert!(seq > self.last_seq, "sequence numbers increase");
-            CommitStream::new(seq, self.end, self.commit_index, self.file_seq, meta, data)
+            CommitStream::new(
+                seq,
+                self.end,
+                self.commit_index,
+                self.file_seq,
+                // Written one at a time into a file that is synced whole
+                // before it is renamed live: each commit is a group alone.
+                Some(self.end),
+                meta,
+                data,
+            )
         });
         let chunk = (stream.len() - stream.written()).min(WRITE_CHUNK_BYTES as u64) as usize;
         let position = self.end + stream.written();

@@ -192,6 +192,12 @@ pub enum Fault {
     /// Write only the first `bytes` of the next write, then fail with EIO:
     /// what a power cut mid-write leaves behind.
     TornWrite { bytes: usize },
+    /// Report the next write done without writing anything: what a power
+    /// cut leaves of a write still queued in the device while later writes
+    /// of the same flush reached the disk. Only a crash before the flush's
+    /// fdatasync returns (a test drops the store after failing the sync)
+    /// makes this a real device's behaviour.
+    LostWrite,
 }
 
 /// Fault plan shared between a test and the files it opened.
@@ -202,11 +208,15 @@ pub struct FaultPlan {
 
 #[derive(Debug, Default)]
 struct FaultState {
-    /// Faults fire in order; `sticky` keeps the last one firing (a full disk
+    /// Faults fire in order, each once the operations it lets pass first
+    /// (the count) went by; `sticky` keeps the last one firing (a full disk
     /// stays full until the test frees it).
-    pending: Vec<Fault>,
+    pending: Vec<(u64, Fault)>,
     sticky: Option<Fault>,
     fired: u64,
+    /// Writes of the plan's files under way now, and the most ever at once.
+    writes_in_flight: u64,
+    writes_in_flight_max: u64,
 }
 
 impl FaultPlan {
@@ -216,7 +226,13 @@ impl FaultPlan {
 
     /// Queues a fault that fires once.
     pub fn inject(&self, fault: Fault) {
-        self.inner.borrow_mut().pending.push(fault);
+        self.inject_after(0, fault);
+    }
+
+    /// Queues a fault that fires once, on the matching operation after the
+    /// next `pass` matching ones (a write in the middle of a flush).
+    pub fn inject_after(&self, pass: u64, fault: Fault) {
+        self.inner.borrow_mut().pending.push((pass, fault));
     }
 
     /// Makes a fault fire on every matching operation until [`clear`].
@@ -237,15 +253,45 @@ impl FaultPlan {
         self.inner.borrow().fired
     }
 
+    /// The most writes the plan's files had under way at once.
+    pub fn writes_in_flight_max(&self) -> u64 {
+        self.inner.borrow().writes_in_flight_max
+    }
+
+    fn write_started(&self) -> WriteInFlight {
+        let mut state = self.inner.borrow_mut();
+        state.writes_in_flight += 1;
+        state.writes_in_flight_max = state.writes_in_flight_max.max(state.writes_in_flight);
+        WriteInFlight { plan: self.clone() }
+    }
+
     fn take(&self, matches: impl Fn(&Fault) -> bool) -> Option<Fault> {
         let mut state = self.inner.borrow_mut();
         if let Some(fault) = state.sticky.filter(|f| matches(f)) {
             state.fired += 1;
             return Some(fault);
         }
-        let index = state.pending.iter().position(matches)?;
+        let index = state.pending.iter().position(|(_, f)| matches(f))?;
+        let pass = &mut state.pending[index].0;
+        if *pass > 0 {
+            *pass -= 1;
+            return None;
+        }
         state.fired += 1;
-        Some(state.pending.remove(index))
+        Some(state.pending.remove(index).1)
+    }
+}
+
+/// Counts a write under way until dropped (completed or abandoned).
+struct WriteInFlight {
+    plan: FaultPlan,
+}
+
+impl Drop for WriteInFlight {
+    fn drop(&mut self) {
+        let mut state = self.plan.inner.borrow_mut();
+        assert!(state.writes_in_flight > 0);
+        state.writes_in_flight -= 1;
     }
 }
 
@@ -293,11 +339,16 @@ impl LogFile for FaultyFile {
     }
 
     async fn write_at(&self, buf: Rc<DmaBuffer>, pos: u64) -> io::Result<()> {
-        let fault = self
-            .plan
-            .take(|f| matches!(f, Fault::Write(_) | Fault::TornWrite { .. }));
+        let _in_flight = self.plan.write_started();
+        let fault = self.plan.take(|f| {
+            matches!(
+                f,
+                Fault::Write(_) | Fault::TornWrite { .. } | Fault::LostWrite
+            )
+        });
         match fault {
             Some(Fault::Write(errno)) => Err(io::Error::from_raw_os_error(errno)),
+            Some(Fault::LostWrite) => Ok(()),
             Some(Fault::TornWrite { bytes }) => {
                 let keep = glommio_align_down(bytes as u64, self.file.alignment()) as usize;
                 if keep > 0 {

@@ -43,6 +43,18 @@ pub const FILE_MAGIC: u64 = u64::from_le_bytes(*b"TESSERA1");
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"TSSEGMNT");
 pub const FOOTER_MAGIC: u64 = u64::from_le_bytes(*b"TSFOOTER");
 
+/// `FileHeader::features` bit: every footer of the file carries
+/// [`FOOTER_FLAG_SYNC_GROUP`], so the commits of one fdatasync may have been
+/// written concurrently. A file header is checked to hold no unknown bit,
+/// so a build that predates a feature refuses the file instead of misreading
+/// it (an older build would take the flagged footers for a torn tail).
+pub const FILE_FEATURE_SYNC_GROUPS: u64 = 1;
+/// Every feature bit this build reads.
+pub const FILE_FEATURES_KNOWN: u64 = FILE_FEATURE_SYNC_GROUPS;
+/// `Footer::flags` bit: `sync_group_offset` holds the file offset where the
+/// group of commits written together before one fdatasync began.
+pub const FOOTER_FLAG_SYNC_GROUP: u32 = 1;
+
 /// First 64 bytes of a segment file; the rest of block 0 is zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 #[repr(C)]
@@ -55,7 +67,9 @@ pub struct FileHeader {
     pub file_seq: u64,
     /// Sequence number the first commit of this file will carry at least.
     pub base_seq: u64,
-    pub reserved: [u64; 3],
+    /// `FILE_FEATURE_*` bits; zero in files written before features existed.
+    pub features: u64,
+    pub reserved: [u64; 2],
     /// xxh3 of the 56 bytes above.
     pub header_xxh3: u64,
 }
@@ -97,7 +111,13 @@ pub struct Footer {
     /// 0-based position of this commit in its file.
     pub commit_index: u64,
     pub file_seq: u64,
-    pub reserved: [u64; 2],
+    /// With [`FOOTER_FLAG_SYNC_GROUP`]: where the group of commits this one
+    /// was written with (concurrently, before one fdatasync) begins. Any of
+    /// them may be missing after a crash while later ones landed, so
+    /// recovery reads damage at or after this offset as a torn tail. Zero
+    /// without the flag (files written before the feature).
+    pub sync_group_offset: u64,
+    pub reserved: u64,
     /// xxh3 of the 120 bytes above.
     pub footer_xxh3: u64,
 }
@@ -133,7 +153,8 @@ impl FileHeader {
             core,
             file_seq,
             base_seq,
-            reserved: [0; 3],
+            features: FILE_FEATURE_SYNC_GROUPS,
+            reserved: [0; 2],
             header_xxh3: 0,
         };
         header.header_xxh3 = header.compute_xxh3();
@@ -142,6 +163,12 @@ impl FileHeader {
 
     pub fn compute_xxh3(&self) -> u64 {
         xxh3_64(&bytemuck::bytes_of(self)[..FILE_HEADER_BYTES - 8])
+    }
+
+    /// Whether the file's footers carry sync groups (and its commits may be
+    /// written concurrently).
+    pub fn sync_groups(&self) -> bool {
+        self.features & FILE_FEATURE_SYNC_GROUPS != 0
     }
 }
 
@@ -197,6 +224,21 @@ impl SegmentHeader {
 }
 
 impl Footer {
+    pub fn has_sync_group(&self) -> bool {
+        self.flags & FOOTER_FLAG_SYNC_GROUP != 0
+    }
+
+    /// Where the group of commits that may have been in flight with this
+    /// one begins: its own commit when the footer predates sync groups
+    /// (commits were then written strictly one after the other).
+    pub fn sync_group_start(&self) -> u64 {
+        if self.has_sync_group() {
+            self.sync_group_offset
+        } else {
+            self.segment_offset
+        }
+    }
+
     pub fn compute_xxh3(&self) -> u64 {
         xxh3_64(&bytemuck::bytes_of(self)[..FOOTER_BYTES - 8])
     }
@@ -214,11 +256,21 @@ impl Footer {
         if self.format_version != FORMAT_VERSION {
             return Err("footer version");
         }
-        if self.flags != 0 || self.reserved != [0; 2] {
+        if self.flags & !FOOTER_FLAG_SYNC_GROUP != 0 || self.reserved != 0 {
             return Err("footer reserved bits set");
         }
         if self.segment_offset % BLOCK_BYTES != 0 || self.segment_offset < FILE_HEADER_BLOCK_BYTES {
             return Err("footer segment offset misaligned");
+        }
+        if self.has_sync_group() {
+            if self.sync_group_offset % BLOCK_BYTES != 0
+                || self.sync_group_offset < FILE_HEADER_BLOCK_BYTES
+                || self.sync_group_offset > self.segment_offset
+            {
+                return Err("footer sync group offset out of range");
+            }
+        } else if self.sync_group_offset != 0 {
+            return Err("footer sync group offset set without its flag");
         }
         if self.record_count > SEGMENT_RECORDS_MAX
             || self.meta_bytes != self.record_count * META_WORDS_PER_RECORD * 8
@@ -246,11 +298,14 @@ pub struct EncodedCommit<'a> {
 }
 
 impl<'a> EncodedCommit<'a> {
+    /// `sync_group` is where this commit's fdatasync group begins, for a
+    /// file with [`FILE_FEATURE_SYNC_GROUPS`]; `None` in an older file.
     pub fn new(
         seq: u64,
         segment_offset: u64,
         commit_index: u64,
         file_seq: u64,
+        sync_group: Option<u64>,
         meta: &'a [u64],
         data: &'a [u8],
     ) -> Self {
@@ -263,6 +318,7 @@ impl<'a> EncodedCommit<'a> {
             segment_offset,
             commit_index,
             file_seq,
+            sync_group,
             xxh3_64(meta),
             xxh3_64(data),
         );
@@ -327,6 +383,7 @@ pub struct CommitStream {
     segment_offset: u64,
     commit_index: u64,
     file_seq: u64,
+    sync_group: Option<u64>,
     total: u64,
     written: u64,
     meta_hasher: Xxh3,
@@ -335,11 +392,13 @@ pub struct CommitStream {
 }
 
 impl CommitStream {
+    /// `sync_group` as for [`EncodedCommit::new`].
     pub fn new(
         seq: u64,
         segment_offset: u64,
         commit_index: u64,
         file_seq: u64,
+        sync_group: Option<u64>,
         meta: &[u64],
         data: &[u8],
     ) -> Self {
@@ -352,6 +411,7 @@ impl CommitStream {
             segment_offset,
             commit_index,
             file_seq,
+            sync_group,
             written: 0,
             meta_hasher: Xxh3::new(),
             data_hasher: Xxh3::new(),
@@ -421,6 +481,7 @@ impl CommitStream {
                     self.segment_offset,
                     self.commit_index,
                     self.file_seq,
+                    self.sync_group,
                     self.meta_hasher.digest(),
                     self.data_hasher.digest(),
                 )
@@ -436,13 +497,18 @@ fn make_footer(
     segment_offset: u64,
     commit_index: u64,
     file_seq: u64,
+    sync_group: Option<u64>,
     meta_xxh3: u64,
     data_xxh3: u64,
 ) -> Footer {
     let mut footer = Footer {
         magic: FOOTER_MAGIC,
         format_version: FORMAT_VERSION,
-        flags: 0,
+        flags: if sync_group.is_some() {
+            FOOTER_FLAG_SYNC_GROUP
+        } else {
+            0
+        },
         seq: header.seq,
         segment_offset,
         commit_bytes: commit_bytes(header.meta_bytes, header.data_bytes),
@@ -454,7 +520,8 @@ fn make_footer(
         data_xxh3,
         commit_index,
         file_seq,
-        reserved: [0; 2],
+        sync_group_offset: sync_group.unwrap_or(0),
+        reserved: 0,
         footer_xxh3: 0,
     };
     footer.footer_xxh3 = footer.compute_xxh3();
@@ -470,7 +537,7 @@ mod tests {
     fn commit_is_block_aligned_and_footer_ends_it() {
         let meta = [1u64, 2, 3, 4];
         let data = b"hello world";
-        let commit = EncodedCommit::new(7, BLOCK_BYTES, 0, 1, &meta, data);
+        let commit = EncodedCommit::new(7, BLOCK_BYTES, 0, 1, Some(BLOCK_BYTES), &meta, data);
         assert_eq!(commit.len(), BLOCK_BYTES);
         let mut whole = vec![0u8; commit.len() as usize];
         commit.fill(0, &mut whole);
@@ -485,7 +552,7 @@ mod tests {
     fn chunked_fill_equals_whole_fill() {
         let meta: Vec<u64> = (0..1000).collect();
         let data: Vec<u8> = (0..9000u32).map(|i| i as u8).collect();
-        let commit = EncodedCommit::new(1, BLOCK_BYTES, 0, 1, &meta, &data);
+        let commit = EncodedCommit::new(1, BLOCK_BYTES, 0, 1, None, &meta, &data);
         let mut whole = vec![0u8; commit.len() as usize];
         commit.fill(0, &mut whole);
         // Whatever a buffer held before, the padding comes out zero.
@@ -500,10 +567,11 @@ mod tests {
     fn streamed_commit_equals_encoded_commit() {
         let meta: Vec<u64> = (0..3000).collect();
         let data: Vec<u8> = (0..50_000u32).map(|i| (i * 13) as u8).collect();
-        let commit = EncodedCommit::new(9, 2 * BLOCK_BYTES, 3, 4, &meta, &data);
+        let commit = EncodedCommit::new(9, 2 * BLOCK_BYTES, 3, 4, Some(BLOCK_BYTES), &meta, &data);
         let mut whole = vec![0u8; commit.len() as usize];
         commit.fill(0, &mut whole);
-        let mut stream = CommitStream::new(9, 2 * BLOCK_BYTES, 3, 4, &meta, &data);
+        let mut stream =
+            CommitStream::new(9, 2 * BLOCK_BYTES, 3, 4, Some(BLOCK_BYTES), &meta, &data);
         assert_eq!(stream.len(), commit.len());
         let mut streamed = vec![0u8; stream.len() as usize];
         for chunk in streamed.chunks_mut(4096 * 3) {
@@ -516,13 +584,40 @@ mod tests {
 
     #[test]
     fn footer_check_rejects_flipped_bits() {
-        let commit = EncodedCommit::new(1, BLOCK_BYTES, 0, 1, &[], &[]);
-        let bytes = bytemuck::bytes_of(&commit.footer);
-        for bit in 0..FOOTER_BYTES * 8 {
-            let mut copy = bytes.to_vec();
-            copy[bit / 8] ^= 1 << (bit % 8);
-            let footer: Footer = bytemuck::pod_read_unaligned(&copy);
-            assert!(footer.check().is_err(), "bit {bit} undetected");
+        for sync_group in [None, Some(BLOCK_BYTES)] {
+            let commit = EncodedCommit::new(1, BLOCK_BYTES, 0, 1, sync_group, &[], &[]);
+            let bytes = bytemuck::bytes_of(&commit.footer);
+            for bit in 0..FOOTER_BYTES * 8 {
+                let mut copy = bytes.to_vec();
+                copy[bit / 8] ^= 1 << (bit % 8);
+                let footer: Footer = bytemuck::pod_read_unaligned(&copy);
+                assert!(footer.check().is_err(), "bit {bit} undetected");
+            }
         }
+    }
+
+    #[test]
+    fn sync_group_field_sits_at_byte_104_and_defaults_to_the_own_commit() {
+        let grouped = EncodedCommit::new(3, 3 * BLOCK_BYTES, 2, 1, Some(BLOCK_BYTES), &[], &[]);
+        let bytes = bytemuck::bytes_of(&grouped.footer);
+        assert_eq!(bytes[12..16], FOOTER_FLAG_SYNC_GROUP.to_le_bytes());
+        assert_eq!(bytes[104..112], BLOCK_BYTES.to_le_bytes());
+        assert_eq!(bytes[112..120], [0; 8]);
+        assert_eq!(grouped.footer.sync_group_start(), BLOCK_BYTES);
+        let single = EncodedCommit::new(3, 3 * BLOCK_BYTES, 2, 1, None, &[], &[]);
+        assert_eq!(single.footer.flags, 0);
+        assert_eq!(bytemuck::bytes_of(&single.footer)[104..120], [0; 16]);
+        assert_eq!(single.footer.sync_group_start(), 3 * BLOCK_BYTES);
+        // A group cannot begin after its own commit.
+        let mut late = grouped.footer;
+        late.sync_group_offset = 4 * BLOCK_BYTES;
+        late.footer_xxh3 = late.compute_xxh3();
+        assert!(late.check().is_err());
+        let header = FileHeader::new(0, 1, 0);
+        assert!(header.sync_groups());
+        assert_eq!(
+            bytemuck::bytes_of(&header)[32..40],
+            FILE_FEATURE_SYNC_GROUPS.to_le_bytes()
+        );
     }
 }

@@ -47,4 +47,4 @@ pub use file_io::{DmaLayer, Fault, FaultPlan, FaultyFile, FaultyLayer, FileLayer
 pub use format::{BLOCK_BYTES, FOOTER_BYTES, FORMAT_VERSION};
 pub use group_commit::{GroupCommitter, GROUP_BYTES_MAX, GROUP_OPS_MAX, GROUP_WAITERS_MAX};
 pub use recovery::{DroppedRange, SegmentExtent};
-pub use segment_log::{MappedSegments, RecoveryReport, SegmentLog};
+pub use segment_log::{MappedSegments, RecoveryReport, SegmentLog, FLUSH_WRITES_IN_FLIGHT_MAX};

@@ -15,10 +15,25 @@
 //! or sync the bytes past the last good commit are unknown, so the next
 //! append first truncates back to it; a commit that failed is reported
 //! failed and never becomes acknowledged.
+//!
+//! The commits of one [`SegmentLog::append_all`] (one fdatasync group) are
+//! written concurrently, up to [`FLUSH_WRITES_IN_FLIGHT_MAX`] DMA writes at
+//! once, so the device sees a queue instead of one write at a time and the
+//! next buffer is filled while the last ones are on their way. A crash can
+//! then leave a later commit of the group on disk and an earlier one not;
+//! every footer names where its group began (`sync_group_offset`) so
+//! recovery reads a gap inside the last group as a torn tail rather than as
+//! damage. A file written before sync groups existed has no such field, so
+//! its commits are still written one write at a time, in order, until a
+//! compaction replaces it with a file that has.
 
 use std::fs;
+use std::future::{poll_fn, Future};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::{pin, Pin};
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use memmap2::{Mmap, MmapOptions};
@@ -38,6 +53,22 @@ use super::recovery::{scan, DroppedRange, SegmentExtent};
 /// = 8 MiB affords two cores) glommio falls back to heap buffers, which
 /// still measured faster than 256 KiB chunks from the arena (BENCHMARKS.md).
 pub const WRITE_CHUNK_BYTES: usize = 1 << 20;
+/// DMA writes of one fdatasync group in flight at once, so at most this
+/// many [`WRITE_CHUNK_BYTES`] buffers (8 MiB) are held per core while a
+/// flush runs. They do not come out of locked memory: a 1 MiB `io_memory`
+/// arena (what RLIMIT_MEMLOCK = 8 MiB affords two cores) cannot hold a
+/// 1 MiB chunk, so glommio hands out heap buffers; this constant is what
+/// bounds them. Eight put a typical async flush (7-10 commits of ~1 MiB)
+/// in flight at once. On the development VM's ext4 the gain was lost in
+/// the noise: appending O_DIRECT writes serialize on the inode lock there
+/// (BENCHMARKS.md, "Fourth session").
+pub const FLUSH_WRITES_IN_FLIGHT_MAX: usize = 8;
+/// How long a flush pauses after queuing each write. glommio submits queued
+/// IO to the kernel only when its executor polls the reactor, which it does
+/// once no task is runnable; a timer this short makes the flushing task
+/// wait for exactly one such pass, so each write starts while the next
+/// buffer is being filled (BENCHMARKS.md, "Fourth session").
+const WRITE_SUBMIT_PAUSE: Duration = Duration::from_micros(1);
 const FILE_PREFIX: &str = "seg-";
 const FILE_SUFFIX: &str = ".tsr";
 const TMP_SUFFIX: &str = ".tmp";
@@ -51,6 +82,11 @@ pub struct RecoveryReport {
     pub last_seq: u64,
     /// Bytes of an unfinished write cut off the end of the live file.
     pub torn_tail_bytes: u64,
+    /// When the cut lay inside the last fdatasync group with later commits
+    /// of the group intact (they landed before an earlier one did): what was
+    /// cut, and where its bytes were saved first. Part of `torn_tail_bytes`.
+    pub torn_group: Option<DroppedRange>,
+    pub torn_group_saved_to: Option<PathBuf>,
     /// Tolerant mode only: the damaged range dropped, and where its bytes
     /// were saved before the file was cut.
     pub dropped: Option<DroppedRange>,
@@ -112,6 +148,17 @@ pub struct SegmentLog<L: FileLayer> {
     last_seq: u64,
     /// A failed write or sync may have left bytes past `end`.
     dirty_tail: bool,
+    /// The live file's footers carry sync groups, so a group's commits may
+    /// be written concurrently (see the module docs).
+    sync_groups: bool,
+}
+
+/// Where the next commit goes: the log's position after its last commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LogPosition {
+    end: u64,
+    commit_index: u64,
+    last_seq: u64,
 }
 
 impl<L: FileLayer> SegmentLog<L> {
@@ -136,6 +183,7 @@ impl<L: FileLayer> SegmentLog<L> {
                 commit_index: 0,
                 last_seq: 0,
                 dirty_tail: false,
+                sync_groups: true,
             };
             let mut removed_files = log.remove_leftovers(&listing, None).await?;
             log.start_new_file(1, 0).await?;
@@ -146,6 +194,8 @@ impl<L: FileLayer> SegmentLog<L> {
                 records: 0,
                 last_seq: 0,
                 torn_tail_bytes: 0,
+                torn_group: None,
+                torn_group_saved_to: None,
                 dropped: None,
                 dropped_saved_to: None,
                 removed_files,
@@ -192,6 +242,12 @@ impl<L: FileLayer> SegmentLog<L> {
         if let Some(dropped) = &scanned.dropped {
             dropped_saved_to = Some(save_dropped(&path, &read_only, dropped)?);
         }
+        // Commits cut with a torn group may be whole, or a bit flip may have
+        // made them look torn (recovery's module docs): keep their bytes.
+        let mut torn_group_saved_to = None;
+        if let Some(torn) = &scanned.torn_group {
+            torn_group_saved_to = Some(save_dropped(&path, &read_only, torn)?);
+        }
         if scanned.valid_end < file_len {
             file.truncate(scanned.valid_end)
                 .await
@@ -230,6 +286,7 @@ impl<L: FileLayer> SegmentLog<L> {
             commit_index: scanned.segments.len() as u64,
             last_seq: scanned.last_seq(),
             dirty_tail: false,
+            sync_groups: scanned.header.sync_groups(),
         };
         let mut removed_files = log.remove_leftovers(&listing, Some(live_seq)).await?;
         removed_files.sort();
@@ -239,6 +296,8 @@ impl<L: FileLayer> SegmentLog<L> {
             records: scanned.segments.iter().map(|s| s.record_count).sum(),
             last_seq: log.last_seq,
             torn_tail_bytes: scanned.torn_tail_bytes,
+            torn_group: scanned.torn_group,
+            torn_group_saved_to,
             dropped: scanned.dropped,
             dropped_saved_to,
             removed_files,
@@ -304,23 +363,30 @@ impl<L: FileLayer> SegmentLog<L> {
         }
         // Until the sync below succeeds the tail is unknown.
         self.dirty_tail = true;
-        let (mut end, mut commit_index, mut seq) = (self.end, self.commit_index, self.last_seq);
-        for (meta, data) in segments {
-            check_limits(meta, data)?;
-            seq += 1;
-            let commit = EncodedCommit::new(seq, end, commit_index, self.file_seq, meta, data);
-            write_commit(file, &commit, end)
-                .await
-                .map_err(|e| PersistError::io("write", &self.path, e))?;
-            end += commit.len();
-            commit_index += 1;
-        }
+        let start = LogPosition {
+            end: self.end,
+            commit_index: self.commit_index,
+            last_seq: self.last_seq,
+        };
+        let group = GroupWriter {
+            file,
+            path: &self.path,
+            file_seq: self.file_seq,
+            sync_group: self.sync_groups.then_some(self.end),
+            in_flight_max: if self.sync_groups {
+                FLUSH_WRITES_IN_FLIGHT_MAX
+            } else {
+                1
+            },
+        };
+        let after = group.write(start, segments).await?;
         file.fdatasync()
             .await
             .map_err(|e| PersistError::io("fdatasync", &self.path, e))?;
         self.dirty_tail = false;
-        (self.end, self.commit_index, self.last_seq) = (end, commit_index, seq);
-        Ok(seq)
+        (self.end, self.commit_index, self.last_seq) =
+            (after.end, after.commit_index, after.last_seq);
+        Ok(after.last_seq)
     }
 
     /// Reserves the next sequence number (for a compaction's commits).
@@ -366,6 +432,8 @@ impl<L: FileLayer> SegmentLog<L> {
         self.end = writer.end;
         self.commit_index = writer.commit_index;
         self.dirty_tail = false;
+        // Compaction output always has a header of this build.
+        self.sync_groups = true;
         self.sync_dir().await?;
         if let Some(old) = old_file {
             // Everything in it is in the new file, durably.
@@ -424,6 +492,7 @@ impl<L: FileLayer> SegmentLog<L> {
         self.end = FILE_HEADER_BLOCK_BYTES;
         self.commit_index = 0;
         self.dirty_tail = false;
+        self.sync_groups = true;
         self.sync_dir().await
     }
 
@@ -501,6 +570,19 @@ fn log_report(report: &RecoveryReport) {
             "cut an unfinished write off the end of the segment file"
         );
     }
+    if let Some(torn) = &report.torn_group {
+        tracing::warn!(
+            file = %report.file.display(),
+            offset = torn.offset,
+            bytes = torn.bytes,
+            cause = %torn.cause,
+            commits = torn.commits_identified,
+            seq_first = ?torn.seq_first,
+            seq_last = ?torn.seq_last,
+            saved_to = ?report.torn_group_saved_to,
+            "the last fdatasync group is missing a commit: cut there, later commits of the group saved"
+        );
+    }
     if let Some(dropped) = &report.dropped {
         tracing::error!(
             file = %report.file.display(),
@@ -540,20 +622,154 @@ fn check_limits(meta: &[u64], data: &[u8]) -> Result<(), PersistError> {
     Ok(())
 }
 
-async fn write_commit<F: LogFile>(
-    file: &F,
-    commit: &EncodedCommit<'_>,
-    start: u64,
-) -> std::io::Result<()> {
-    let mut written = 0u64;
-    while written < commit.len() {
-        let chunk = (commit.len() - written).min(WRITE_CHUNK_BYTES as u64);
-        let mut buf = file.alloc_buffer(chunk as usize);
-        commit.fill(written, buf.as_bytes_mut());
-        file.write_at(Rc::new(buf), start + written).await?;
-        written += chunk;
+/// Writes the commits of one fdatasync group, its DMA writes in flight
+/// together (at most `in_flight_max`), each buffer filled while the ones
+/// before it are on their way.
+struct GroupWriter<'f, F: LogFile> {
+    file: &'f F,
+    path: &'f Path,
+    file_seq: u64,
+    /// Written into every footer of the group: where the group begins.
+    sync_group: Option<u64>,
+    in_flight_max: usize,
+}
+
+impl<F: LogFile> GroupWriter<'_, F> {
+    /// Writes each segment as a commit from `start` on and returns the
+    /// position after the last. Every write issued has completed when this
+    /// returns, whatever the outcome, so the caller may truncate the file
+    /// at once; on an error no further write is issued and the first error
+    /// is returned.
+    async fn write<'a>(
+        &self,
+        start: LogPosition,
+        segments: impl IntoIterator<Item = (&'a [u64], &'a [u8])>,
+    ) -> Result<LogPosition, PersistError> {
+        assert!((1..=FLUSH_WRITES_IN_FLIGHT_MAX).contains(&self.in_flight_max));
+        let file = self.file;
+        let mut slots = pin!(std::array::from_fn::<_, FLUSH_WRITES_IN_FLIGHT_MAX, _>(
+            |_| None
+        ));
+        let mut io_error: Option<io::Error> = None;
+        let mut limit_error = None;
+        let mut at = start;
+        'segments: for (meta, data) in segments {
+            if let Err(error) = check_limits(meta, data) {
+                limit_error = Some(error);
+                break;
+            }
+            let commit = EncodedCommit::new(
+                at.last_seq + 1,
+                at.end,
+                at.commit_index,
+                self.file_seq,
+                self.sync_group,
+                meta,
+                data,
+            );
+            let mut written = 0u64;
+            while written < commit.len() {
+                let slot = poll_fn(|cx| {
+                    reap(slots.as_mut(), cx, &mut io_error);
+                    match free_slot(slots.as_mut(), self.in_flight_max) {
+                        Some(slot) => Poll::Ready(slot),
+                        None => Poll::Pending,
+                    }
+                })
+                .await;
+                if io_error.is_some() {
+                    break 'segments;
+                }
+                let chunk = (commit.len() - written).min(WRITE_CHUNK_BYTES as u64);
+                let mut buf = file.alloc_buffer(chunk as usize);
+                commit.fill(written, buf.as_bytes_mut());
+                slot_at(slots.as_mut(), slot)
+                    .set(Some(file.write_at(Rc::new(buf), at.end + written)));
+                written += chunk;
+                if self.in_flight_max > 1 {
+                    // Queue the write in the ring now (its first poll), then
+                    // let the executor reach its reactor, which alone hands
+                    // queued IO to the kernel: otherwise the device would sit
+                    // idle until every slot is filled and this task waits.
+                    poll_fn(|cx| {
+                        reap(slots.as_mut(), cx, &mut io_error);
+                        Poll::Ready(())
+                    })
+                    .await;
+                    glommio::timer::sleep(WRITE_SUBMIT_PAUSE).await;
+                }
+            }
+            at = LogPosition {
+                end: at.end + commit.len(),
+                commit_index: at.commit_index + 1,
+                last_seq: at.last_seq + 1,
+            };
+        }
+        // Wait for every write issued, failed or not: bytes still on their
+        // way must not land after the next append truncated the tail.
+        poll_fn(|cx| {
+            reap(slots.as_mut(), cx, &mut io_error);
+            if free_slot_count(slots.as_ref()) == FLUSH_WRITES_IN_FLIGHT_MAX {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        if let Some(error) = io_error {
+            return Err(PersistError::io("write", self.path, error));
+        }
+        if let Some(error) = limit_error {
+            return Err(error);
+        }
+        Ok(at)
     }
-    Ok(())
+}
+
+/// Slot `index` of a pinned array of in-flight writes, pinned itself.
+fn slot_at<T, const N: usize>(
+    slots: Pin<&mut [Option<T>; N]>,
+    index: usize,
+) -> Pin<&mut Option<T>> {
+    // SAFETY: structural pinning of the array's elements: an element is
+    // never moved out of the pinned array, only replaced in place through
+    // `Pin::set` (which drops the old value where it lies).
+    unsafe { slots.map_unchecked_mut(|slots| &mut slots[index]) }
+}
+
+/// Polls every write in flight once (a new one is thereby handed to the
+/// ring); frees the slots of those done and keeps the first error.
+fn reap<T, const N: usize>(
+    mut slots: Pin<&mut [Option<T>; N]>,
+    cx: &mut Context<'_>,
+    first_error: &mut Option<io::Error>,
+) where
+    T: Future<Output = io::Result<()>>,
+{
+    for index in 0..N {
+        let mut slot = slot_at(slots.as_mut(), index);
+        let Some(write) = slot.as_mut().as_pin_mut() else {
+            continue;
+        };
+        if let Poll::Ready(result) = write.poll(cx) {
+            slot.set(None);
+            if let Err(error) = result {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+}
+
+fn free_slot<T, const N: usize>(slots: Pin<&mut [Option<T>; N]>, limit: usize) -> Option<usize> {
+    let in_flight = N - free_slot_count(slots.as_ref());
+    if in_flight >= limit {
+        return None;
+    }
+    slots.iter().position(Option::is_none)
+}
+
+fn free_slot_count<T, const N: usize>(slots: Pin<&[Option<T>; N]>) -> usize {
+    slots.iter().filter(|slot| slot.is_none()).count()
 }
 
 /// Tolerant mode never destroys evidence: the dropped bytes go to a side
@@ -618,4 +834,104 @@ fn list_dir(dir: &Path) -> Result<Listing, PersistError> {
     listing.complete.sort_unstable();
     listing.tmp.sort_unstable();
     Ok(listing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persist::file_io::DmaLayer;
+    use crate::persist::format::{
+        commit_bytes, Footer, SegmentHeader, FILE_HEADER_BYTES, FOOTER_BYTES,
+    };
+
+    fn run<T: 'static>(future: impl std::future::Future<Output = T> + 'static) -> T {
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(512 << 10)
+            .make()
+            .expect("executor")
+            .run(future)
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tessera-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The footers of a file image, oldest first.
+    fn footers(image: &[u8]) -> Vec<Footer> {
+        let mut found = Vec::new();
+        let mut pos = FILE_HEADER_BLOCK_BYTES as usize;
+        while pos < image.len() {
+            let header: SegmentHeader = bytemuck::pod_read_unaligned(&image[pos..pos + 64]);
+            let len = commit_bytes(header.meta_bytes, header.data_bytes);
+            let end = pos + len as usize;
+            found.push(bytemuck::pod_read_unaligned(
+                &image[end - FOOTER_BYTES..end],
+            ));
+            pos = end;
+        }
+        found
+    }
+
+    /// A file written before sync groups (no feature bit, flagless
+    /// footers) opens, takes appends in its own format, one write at a time,
+    /// and a compaction turns it into a file with sync groups.
+    #[test]
+    fn a_file_from_before_sync_groups_stays_in_its_format_until_compacted() {
+        let dir = temp_dir("old-format");
+        let path = file_path(&dir, 1, false);
+        let mut header = FileHeader::new(0, 1, 0);
+        header.features = 0;
+        header.header_xxh3 = header.compute_xxh3();
+        let mut image = vec![0u8; FILE_HEADER_BLOCK_BYTES as usize];
+        image[..FILE_HEADER_BYTES].copy_from_slice(bytemuck::bytes_of(&header));
+        let meta = [3u64, 0];
+        let data = b"old";
+        let commit = EncodedCommit::new(1, FILE_HEADER_BLOCK_BYTES, 0, 1, None, &meta, data);
+        let start = image.len();
+        image.resize(start + commit.len() as usize, 0);
+        commit.fill(0, &mut image[start..]);
+        fs::write(&path, &image).unwrap();
+
+        let test_dir = dir.clone();
+        run(async move {
+            let (mut log, mapped, report) = SegmentLog::open(DmaLayer, &test_dir, 0, false)
+                .await
+                .unwrap();
+            assert_eq!(report.segments, 1);
+            assert_eq!(mapped.segment(0), (&meta[..], &data[..]));
+            drop(mapped);
+            let big = vec![7u8; WRITE_CHUNK_BYTES + 5000];
+            let segments = [(&meta[..], &data[..]), (&meta[..], &big[..])];
+            assert_eq!(log.append_all(segments).await.unwrap(), 3);
+            let image = fs::read(log.path()).unwrap();
+            let found = footers(&image);
+            assert_eq!(found.len(), 3);
+            assert!(found
+                .iter()
+                .all(|f| !f.has_sync_group() && f.check().is_ok()));
+            log.close().await.unwrap();
+
+            let (mut log, _, report) = SegmentLog::open(DmaLayer, &test_dir, 0, false)
+                .await
+                .unwrap();
+            assert_eq!((report.segments, report.torn_tail_bytes), (3, 0));
+            log.rewrite([(&meta[..], &data[..])]).await.unwrap();
+            log.append_all([(&meta[..], &data[..]), (&meta[..], &data[..])])
+                .await
+                .unwrap();
+            let image = fs::read(log.path()).unwrap();
+            let header: FileHeader = bytemuck::pod_read_unaligned(&image[..FILE_HEADER_BYTES]);
+            assert!(header.sync_groups());
+            let found = footers(&image);
+            assert_eq!(found.len(), 3);
+            // The two appended together name the first of them.
+            assert_eq!(found[1].sync_group_start(), found[1].segment_offset);
+            assert_eq!(found[2].sync_group_start(), found[1].segment_offset);
+            log.close().await.unwrap();
+        });
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
