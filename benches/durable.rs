@@ -96,25 +96,35 @@ fn big_store() -> StoreConfig {
     }
 }
 
-/// Core 0's store in `root`, in async mode and never rolling to a new file,
-/// as the ingest benchmarks load it.
-async fn open_async_ingest(root: &Path, flush_interval_ms: u64) -> DurableStore {
-    let data_dir = DataDir::open_or_create(root, 1).unwrap();
+/// Core `core`'s store in `root` (a data dir of `cores` cores), in async
+/// mode and never rolling to a new file, as the ingest benchmarks load it.
+async fn open_async_ingest(
+    root: &Path,
+    core: u32,
+    cores: u32,
+    flush_interval_ms: u64,
+) -> DurableStore {
+    let data_dir = DataDir::open_or_create(root, cores).unwrap();
     let config = DurableConfig {
         durability: Durability::Async { flush_interval_ms },
         file_commits_max: u64::MAX,
         ..DurableConfig::default()
     };
-    let (durable, _) = DurableStore::open(&data_dir, 0, config, big_store())
+    let (durable, _) = DurableStore::open(&data_dir, core, config, big_store())
         .await
         .unwrap();
     durable
 }
 
+/// `key:` and `i`'s last 12 decimal digits, built without allocating (the
+/// ingests make a key per record, and `format!` showed in their profile).
 fn record_key(i: u64) -> [u8; 16] {
     let mut key = *b"key:000000000000";
-    let digits = format!("{:012}", i % 1_000_000_000_000);
-    key[4..].copy_from_slice(digits.as_bytes());
+    let mut rest = i % 1_000_000_000_000;
+    for digit in key[4..].iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
     key
 }
 
@@ -147,58 +157,173 @@ fn disk_bandwidth(mb: u64) -> f64 {
     (mb as f64 * 1.048_576) / elapsed
 }
 
+/// This thread's time on a CPU and time runnable but waiting for one, in
+/// seconds, from the scheduler (`/proc/thread-self/schedstat`): on a shared
+/// machine the second says how much of an ingest's wall time other jobs
+/// took, and the rest of the wall time is the ingest waiting for its disk.
+fn thread_sched_secs() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    let mut fields = stat.split_whitespace().map(|f| f.parse::<u64>().unwrap());
+    let on_cpu_ns = fields.next().unwrap();
+    let runnable_ns = fields.next().unwrap();
+    (on_cpu_ns as f64 / 1e9, runnable_ns as f64 / 1e9)
+}
+
+/// Where one core's ingest thread spent its wall time.
+#[derive(Clone, Copy, Default)]
+struct ThreadTime {
+    wall_secs: f64,
+    on_cpu_secs: f64,
+    runnable_secs: f64,
+}
+
+impl ThreadTime {
+    fn since(started: (Instant, (f64, f64))) -> ThreadTime {
+        let (on_cpu, runnable) = thread_sched_secs();
+        ThreadTime {
+            wall_secs: started.0.elapsed().as_secs_f64(),
+            on_cpu_secs: on_cpu - started.1 .0,
+            runnable_secs: runnable - started.1 .1,
+        }
+    }
+
+    fn start() -> (Instant, (f64, f64)) {
+        (Instant::now(), thread_sched_secs())
+    }
+
+    /// Shares of the wall time: running, runnable (other jobs had the
+    /// CPU), blocked (waiting for IO or a timer).
+    fn shares(&self) -> (f64, f64, f64) {
+        let running = self.on_cpu_secs / self.wall_secs;
+        let runnable = self.runnable_secs / self.wall_secs;
+        (running, runnable, (1.0 - running - runnable).max(0.0))
+    }
+}
+
 /// An ingest's key + value bytes per second of wall time and per second of
-/// this process's CPU time.
+/// this process's CPU time, how many times its merges copied each byte, and
+/// where its (first) ingest thread's wall time went.
 #[derive(Clone, Copy)]
 struct Rate {
     wall_mb_per_sec: f64,
     cpu_mb_per_sec: f64,
+    merge_copies_per_byte: f64,
+    thread: ThreadTime,
 }
 
 impl Rate {
-    fn of(bytes: u64, wall_secs: f64, cpu_secs: f64) -> Rate {
+    fn of(
+        bytes: u64,
+        wall_secs: f64,
+        cpu_secs: f64,
+        merge_copies_per_byte: f64,
+        thread: ThreadTime,
+    ) -> Rate {
         Rate {
             wall_mb_per_sec: bytes as f64 / 1e6 / wall_secs,
             cpu_mb_per_sec: bytes as f64 / 1e6 / cpu_secs,
+            merge_copies_per_byte,
+            thread,
         }
     }
 }
 
-/// MB/s of key + value bytes ingested in async mode, durable at the end.
-fn async_ingest(mb: u64) -> Rate {
-    let root = fresh("async");
-    run(async move {
-        let mut durable = open_async_ingest(&root, 10).await;
-        let value = vec![0x5au8; 1000];
-        let records = mb * 1000;
-        let batch_records = 1000;
-        let started = Instant::now();
-        let cpu_started = cpu_secs();
-        let mut next = 0;
-        while next < records {
-            let end = (next + batch_records).min(records);
-            let mut batch = durable
-                .store_mut()
-                .new_batch((end - next) as usize, ((end - next) * 1024) as usize)
-                .unwrap();
-            for i in next..end {
-                batch.set(&record_key(i), &value).unwrap();
-            }
-            next = end;
-            durable.commit(batch).await.unwrap();
-            durable
-                .maintenance_step(Duration::from_micros(200))
-                .await
-                .unwrap();
+const INGEST_VALUE_BYTES: u64 = 1000;
+const INGEST_BATCH_RECORDS: u64 = 1000;
+const INGEST_RECORD_BYTES: u64 = 16 + INGEST_VALUE_BYTES;
+
+/// One core's async ingest: records `first..first + records` into core
+/// `core`'s store in `root`, in batches, with the server's maintenance
+/// step after each, durable at the end. Returns the merger's copies per
+/// byte applied and where the thread's time went.
+async fn ingest_core(
+    root: &Path,
+    core: u32,
+    cores: u32,
+    first: u64,
+    records: u64,
+) -> (f64, ThreadTime) {
+    let mut durable = open_async_ingest(root, core, cores, 10).await;
+    let started = ThreadTime::start();
+    let value = vec![0x5au8; INGEST_VALUE_BYTES as usize];
+    let end = first + records;
+    let mut next = first;
+    while next < end {
+        let batch_end = (next + INGEST_BATCH_RECORDS).min(end);
+        let mut batch = durable
+            .store_mut()
+            .new_batch(
+                (batch_end - next) as usize,
+                ((batch_end - next) * 1024) as usize,
+            )
+            .unwrap();
+        for i in next..batch_end {
+            batch.set(&record_key(i), &value).unwrap();
         }
-        durable.flush().await.unwrap();
-        let elapsed = started.elapsed().as_secs_f64();
-        let cpu = cpu_secs() - cpu_started;
-        assert_eq!(durable.store().len() as u64, records);
-        drop(durable);
-        std::fs::remove_dir_all(&root).unwrap();
-        Rate::of(records * (16 + 1000), elapsed, cpu)
-    })
+        next = batch_end;
+        durable.commit(batch).await.unwrap();
+        durable
+            .maintenance_step(Duration::from_micros(200))
+            .await
+            .unwrap();
+    }
+    durable.flush().await.unwrap();
+    let thread = ThreadTime::since(started);
+    let stats = durable.store().stats();
+    assert_eq!(stats.live_keys as u64, records);
+    (
+        stats.merged_bytes as f64 / stats.applied_bytes as f64,
+        thread,
+    )
+}
+
+/// MB/s of key + value bytes ingested in async mode, durable at the end,
+/// by `cores` cores at once (each its own pinned executor, store and file
+/// in one data dir, `mb / cores` each, as a server's cores share a disk).
+/// One core runs on this thread, unpinned, as it always has.
+fn async_ingest(mb: u64, cores: u32) -> Rate {
+    let root = fresh("async");
+    let records = mb * 1000 / u64::from(cores);
+    DataDir::open_or_create(&root, cores).unwrap();
+    let started = std::sync::Barrier::new(cores as usize + 1);
+    let (elapsed, cpu, copies, thread) = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..cores)
+            .map(|core| {
+                let (root, started) = (&root, &started);
+                scope.spawn(move || {
+                    let placement = if cores == 1 {
+                        glommio::Placement::Unbound
+                    } else {
+                        glommio::Placement::Fixed(core as usize)
+                    };
+                    LocalExecutorBuilder::new(placement)
+                        .io_memory(env_u64("TESSERA_BENCH_IO_MEMORY", 1 << 20) as usize)
+                        .make()
+                        .unwrap()
+                        .run(async move {
+                            started.wait();
+                            let first = u64::from(core) * records;
+                            ingest_core(root, core, cores, first, records).await
+                        })
+                })
+            })
+            .collect();
+        started.wait();
+        let wall_started = Instant::now();
+        let cpu_started = cpu_secs();
+        let results: Vec<(f64, ThreadTime)> =
+            threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let copies = results.iter().map(|r| r.0).sum::<f64>() / results.len() as f64;
+        (
+            wall_started.elapsed().as_secs_f64(),
+            cpu_secs() - cpu_started,
+            copies,
+            results[0].1,
+        )
+    });
+    std::fs::remove_dir_all(&root).unwrap();
+    let bytes = records * u64::from(cores) * INGEST_RECORD_BYTES;
+    Rate::of(bytes, elapsed, cpu, copies, thread)
 }
 
 /// Commits per group in the `flush` benchmark: what one async flush of the
@@ -216,6 +341,7 @@ fn flush_groups(mb: u64) -> Rate {
         let meta: Vec<u64> = (0..2000).collect();
         let data = vec![0x5au8; 1000 * 1016];
         let groups = (mb as usize).div_ceil(FLUSH_BENCH_GROUP_COMMITS);
+        let thread_started = ThreadTime::start();
         let started = Instant::now();
         let cpu_started = cpu_secs();
         for _ in 0..groups {
@@ -227,7 +353,8 @@ fn flush_groups(mb: u64) -> Rate {
         let bytes = log.file_bytes();
         log.close().await.unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
-        Rate::of(bytes, elapsed, cpu)
+        let thread = ThreadTime::since(thread_started);
+        Rate::of(bytes, elapsed, cpu, 0.0, thread)
     })
 }
 
@@ -235,14 +362,14 @@ fn flush_groups(mb: u64) -> Rate {
 /// durable store can reach, whatever the disk.
 fn memory_ingest(mb: u64) -> Rate {
     let mut store = tessera_engine::Store::new(big_store()).unwrap();
-    let value = vec![0x5au8; 1000];
+    let value = vec![0x5au8; INGEST_VALUE_BYTES as usize];
     let records = mb * 1000;
-    let batch_records = 1000;
+    let thread_started = ThreadTime::start();
     let started = Instant::now();
     let cpu_started = cpu_secs();
     let mut next = 0;
     while next < records {
-        let end = (next + batch_records).min(records);
+        let end = (next + INGEST_BATCH_RECORDS).min(records);
         let mut batch = store
             .new_batch((end - next) as usize, ((end - next) * 1024) as usize)
             .unwrap();
@@ -257,8 +384,11 @@ fn memory_ingest(mb: u64) -> Rate {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_secs() - cpu_started;
-    assert_eq!(store.len() as u64, records);
-    Rate::of(records * (16 + 1000), elapsed, cpu)
+    let stats = store.stats();
+    assert_eq!(stats.live_keys as u64, records);
+    let copies = stats.merged_bytes as f64 / stats.applied_bytes as f64;
+    let thread = ThreadTime::since(thread_started);
+    Rate::of(records * INGEST_RECORD_BYTES, elapsed, cpu, copies, thread)
 }
 
 /// Durable writes per second with `writers` concurrent tasks for `secs`.
@@ -302,7 +432,7 @@ fn sync_writes(writers: u64, secs: u64) -> f64 {
 fn build_store(root: &Path, records: u64) {
     let root = root.to_path_buf();
     run(async move {
-        let mut durable = open_async_ingest(&root, 1000).await;
+        let mut durable = open_async_ingest(&root, 0, 1, 1000).await;
         let batch_records = 50_000;
         let mut next = 0;
         while next < records {
@@ -459,13 +589,18 @@ fn main() {
     let records = env_u64("TESSERA_BENCH_RECORDS", 10_000_000);
     let ingest_mb = env_u64("TESSERA_BENCH_INGEST_MB", 1024);
     let port = env_u64("TESSERA_BENCH_REDIS_PORT", 7390);
+    let cores = env_u64(
+        "TESSERA_BENCH_CORES",
+        std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+    ) as u32;
 
-    // `async` measures the disk and both ingests; `ingest` only the two
-    // ingests (for comparing builds: their CPU figures ignore the noise).
+    // `async` measures the disk and the ingests; `ingest` only the ingests
+    // (for comparing builds: their CPU figures ignore the noise).
     let with_disk = wants("disk") || wants("async");
     if with_disk || wants("ingest") {
         let mut disk = Vec::new();
         let mut durable = Vec::new();
+        let mut node = Vec::new();
         let mut memory = Vec::new();
         // Sustained ingest: the first ingest of a process also grows its
         // heap (page faults for every byte of it), which the ones after
@@ -473,32 +608,67 @@ fn main() {
         // the heap a running server has (`ingest-cold` measures the first).
         memory_ingest(ingest_mb);
         for _ in 0..runs {
-            // Interleaved so all three see the same machine noise.
+            // Interleaved so all of them see the same machine noise.
             if with_disk {
                 disk.push(disk_bandwidth(ingest_mb));
             }
-            durable.push(async_ingest(ingest_mb));
+            durable.push(async_ingest(ingest_mb, 1));
+            if cores > 1 {
+                node.push(async_ingest(ingest_mb, cores));
+            }
             memory.push(memory_ingest(ingest_mb));
         }
         let wall = |rates: &[Rate]| median(rates.iter().map(|r| r.wall_mb_per_sec).collect());
         let cpu = |rates: &[Rate]| median(rates.iter().map(|r| r.cpu_mb_per_sec).collect());
-        println!(
-            "in-memory ingest, same records, no persistence: median {:.0} MB/s, {:.0} MB per CPU-second",
-            wall(&memory),
-            cpu(&memory)
+        let copies =
+            |rates: &[Rate]| median(rates.iter().map(|r| r.merge_copies_per_byte).collect());
+        let share = |rates: &[Rate], pick: fn((f64, f64, f64)) -> f64| {
+            median(
+                rates
+                    .iter()
+                    .map(|r| pick(r.thread.shares()) * 100.0)
+                    .collect(),
+            )
+        };
+        let report = |what: &str, rates: &[Rate]| {
+            println!(
+                "{what}: median {:.0} MB/s, {:.0} MB per CPU-second, merges copied each byte {:.1} times; \
+                 ingest thread running {:.0}%, runnable {:.0}%, blocked {:.0}% of its wall time",
+                wall(rates),
+                cpu(rates),
+                copies(rates),
+                share(rates, |s| s.0),
+                share(rates, |s| s.1),
+                share(rates, |s| s.2),
+            );
+        };
+        report(
+            "in-memory ingest, same records, no persistence, one core",
+            &memory,
         );
-        println!(
-            "async ingest ({ingest_mb} MB of 16 B keys + 1000 B values): median {:.0} MB/s, {:.0} MB per CPU-second",
-            wall(&durable),
-            cpu(&durable)
+        report(
+            &format!("async ingest, one core ({ingest_mb} MB of 16 B keys + 1000 B values)"),
+            &durable,
         );
+        if cores > 1 {
+            report(
+                &format!("async ingest, {cores} cores at once ({ingest_mb} MB in all)"),
+                &node,
+            );
+        }
         if with_disk {
             let disk = median(disk);
             println!("disk O_DIRECT sequential write (dd, {ingest_mb} MiB): median {disk:.0} MB/s");
             println!(
-                "async ingest = {:.0}% of the disk",
+                "async ingest = {:.0}% of the disk with one core",
                 wall(&durable) / disk * 100.0
             );
+            if cores > 1 {
+                println!(
+                    "async ingest = {:.0}% of the disk with {cores} cores",
+                    wall(&node) / disk * 100.0
+                );
+            }
         }
     }
     if wants("flush") {
@@ -522,7 +692,7 @@ fn main() {
     }
     if args.iter().any(|a| a == "ingest-cold") {
         // One run per process: only the first ingest of a process is cold.
-        let rate = async_ingest(ingest_mb);
+        let rate = async_ingest(ingest_mb, 1);
         println!(
             "async ingest, first in a fresh process ({ingest_mb} MB): {:.0} MB/s, {:.0} MB per CPU-second",
             rate.wall_mb_per_sec, rate.cpu_mb_per_sec

@@ -77,9 +77,7 @@ fn a_fully_logged_batch_is_applied_without_a_write() {
         let batch = sets(&mut durable, &[(b"a", b"1")]);
         durable.log_staged(&batch, 0).await.unwrap();
         let commits = durable.file_commits();
-        durable
-            .apply_logged(batch, 1, std::time::Instant::now())
-            .unwrap();
+        durable.apply_logged(batch, 1).unwrap();
         assert_eq!(durable.unpersisted_segments(), 0);
         durable.flush().await.unwrap();
         assert_eq!(durable.file_commits(), commits, "nothing left to write");
@@ -88,9 +86,7 @@ fn a_fully_logged_batch_is_applied_without_a_write() {
         let mut batch = open_batch(&mut durable, &[(b"b", b"1")]);
         durable.log_staged(&batch, 0).await.unwrap();
         batch.set(b"c", b"1").unwrap();
-        durable
-            .apply_logged(batch, 1, std::time::Instant::now())
-            .unwrap();
+        durable.apply_logged(batch, 1).unwrap();
         assert_eq!(durable.unpersisted_segments(), 1);
         durable.close().await.unwrap();
 
@@ -140,9 +136,7 @@ fn a_compaction_waits_for_the_logged_batch_to_be_applied() {
         assert!(durable.compacting(), "installed over logged, unapplied ops");
         batch.set(b"staged-late", b"2").unwrap();
         let logged = 1;
-        durable
-            .apply_logged(batch, logged, std::time::Instant::now())
-            .unwrap();
+        durable.apply_logged(batch, logged).unwrap();
         while durable.compacting() {
             durable
                 .maintenance_step(Duration::from_millis(10))

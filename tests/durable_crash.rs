@@ -78,6 +78,7 @@ fn child_config() -> DurableConfig {
         compaction_min_bytes: 256 << 10,
         compaction_dead_percent: 50,
         file_commits_max: 24,
+        ..DurableConfig::default()
     }
 }
 

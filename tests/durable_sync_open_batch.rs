@@ -129,9 +129,7 @@ fn a_refused_round_is_taken_back_from_the_open_batch() {
         batch.set(b"a", b"applied early").unwrap();
         batch.delete(b"d").unwrap();
         let batch = open.take().unwrap();
-        durable
-            .apply_logged(batch, logged_ops, std::time::Instant::now())
-            .unwrap();
+        durable.apply_logged(batch, logged_ops).unwrap();
         logged_ops = 0;
         assert_eq!(durable.unpersisted_segments(), 1);
         assert_eq!(durable.store().get(b"a"), Some(&b"applied early"[..]));

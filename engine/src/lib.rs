@@ -147,7 +147,7 @@ pub use index::{KeyHash, RecordHint};
 pub use persist::{
     CompactionWriter, DataDir, DmaLayer, DroppedRange, Durability, DurableConfig, DurableStore,
     Fault, FaultPlan, FaultyFile, FaultyLayer, FileLayer, GroupCommitter, LogFile, MappedSegments,
-    PersistError, RecoveryReport, SegmentExtent, SegmentLog, BLOCK_BYTES,
+    PersistError, RecoveryReport, SegmentExtent, SegmentLog, BLOCK_BYTES, FLIGHT_SEGMENTS_MIN,
     FLUSH_INTERVAL_MS_DEFAULT, FLUSH_INTERVAL_MS_MAX, FLUSH_WRITES_IN_FLIGHT_MAX, FOOTER_BYTES,
     FORMAT_VERSION, GROUP_BYTES_MAX, GROUP_OPS_MAX, GROUP_WAITERS_MAX, UNPERSISTED_SEGMENTS_MAX,
 };

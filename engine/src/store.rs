@@ -68,6 +68,12 @@ pub struct StoreStats {
     pub live_keys: usize,
     pub merge_in_progress: bool,
     pub merges_completed: u64,
+    /// Key and value bytes of every batch applied since the store opened.
+    pub applied_bytes: u64,
+    /// Key and value bytes every finished merge wrote: over `applied_bytes`,
+    /// the merger's write amplification (each byte is copied once by
+    /// `apply` and this many times more by merges).
+    pub merged_bytes: u64,
 }
 
 /// One core's key-value store. See the crate docs.
@@ -111,6 +117,8 @@ pub struct Store {
     records_held: usize,
     now_ms: u64,
     merges_completed: u64,
+    applied_bytes: u64,
+    merged_bytes: u64,
     /// The merge jobs' vectors between jobs (`None` while one runs).
     job_vecs: Option<JobVecs>,
     top_job_vecs: Option<JobVecs>,
@@ -145,6 +153,8 @@ impl Store {
             records_held: 0,
             now_ms: system_now_ms(),
             merges_completed: 0,
+            applied_bytes: 0,
+            merged_bytes: 0,
             job_vecs: Some(JobVecs::new()),
             top_job_vecs: Some(JobVecs::new()),
             spare_segments: Vec::with_capacity(SPARE_SEGMENTS_MAX),
@@ -234,6 +244,7 @@ impl Store {
             key_value_bytes += meta.key_len + meta.value_len;
             tombstones += usize::from(meta.op == Op::Delete);
         }
+        self.applied_bytes += key_value_bytes as u64;
         let segment = Segment::from_pooled(
             data,
             meta,
@@ -672,6 +683,7 @@ impl Store {
             output.len() - output.tombstones()
         });
         if let Some(output) = output {
+            self.merged_bytes += output.key_value_bytes() as u64;
             self.records_held += output.len();
             stack.insert(run.start, output);
         }
@@ -751,6 +763,8 @@ impl Store {
             live_keys: self.len(),
             merge_in_progress: self.job.is_some() || self.top_job.is_some(),
             merges_completed: self.merges_completed,
+            applied_bytes: self.applied_bytes,
+            merged_bytes: self.merged_bytes,
         }
     }
 

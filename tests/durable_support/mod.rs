@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use glommio::LocalExecutorBuilder;
 use tessera_engine::{
     Batch, DataDir, Durability, DurableConfig, DurableStore, FaultPlan, FaultyLayer, FileLayer,
-    PersistError, StoreConfig,
+    PersistError, StoreConfig, UNPERSISTED_SEGMENTS_MAX,
 };
 
 /// Runs `future` on a fresh single-core executor.
@@ -65,9 +65,12 @@ pub fn is_disk_error(error: &PersistError) -> bool {
 }
 
 /// The config of an async-mode store flushing every `flush_interval_ms`.
+/// Async mode where only the interval (or an explicit flush) starts a
+/// write, so a test decides which commits share a group.
 pub fn async_config(flush_interval_ms: u64) -> DurableConfig {
     DurableConfig {
         durability: Durability::Async { flush_interval_ms },
+        flight_segments_min: UNPERSISTED_SEGMENTS_MAX,
         ..DurableConfig::default()
     }
 }

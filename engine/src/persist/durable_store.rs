@@ -13,13 +13,18 @@
 //!   write is never served after the error is returned. (While the sync is
 //!   in flight other tasks of the core may already read the batch, as Redis
 //!   clients may read a write whose AOF fsync is pending.)
-//! - `async` ([`Durability::Async`]): `commit` only applies; applied
-//!   segments are written by [`DurableStore::flush`] (a timer every
-//!   `flush_interval_ms`, and shutdown), and inline by `commit` once the
-//!   oldest unpersisted batch is older than the interval or
-//!   [`UNPERSISTED_SEGMENTS_MAX`] are pending. On a disk error they stay
-//!   pending and are retried; once the pending limit is reached new batches
-//!   are refused, which is the back-pressure a full disk exerts.
+//! - `async` ([`Durability::Async`]): `commit` only applies. Once the
+//!   oldest applied segment not yet handed to the log is half the flush
+//!   interval old (or more than half of [`UNPERSISTED_SEGMENTS_MAX`] wait),
+//!   `commit` and `maintenance_step` hand all of them to the log as one
+//!   group written by a task of its own (a *flight*, see `flight`) and go
+//!   on; a later call lands it. So the core applies the next batches while
+//!   the disk writes and syncs the last ones, and a segment is durable
+//!   within about one interval. [`DurableStore::flush`] (shutdown, tests)
+//!   lands the flight and writes the rest before it returns. On a disk
+//!   error the segments stay pending and are retried; once the pending
+//!   limit is reached new batches are refused, which is the back-pressure
+//!   a full disk exerts.
 //!
 //! Either mode may also log a batch it has not applied yet
 //! ([`DurableStore::log_staged`]): the command layer keeps one batch open
@@ -61,8 +66,10 @@
 //! reach the bottom of the stack drop tombstones; when one happened during
 //! the copy, the copy is discarded and starts over.
 
+use std::future::poll_fn;
 use std::path::Path;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use memmap2::Mmap;
@@ -73,6 +80,7 @@ use super::compaction::CompactionWriter;
 use super::data_dir::DataDir;
 use super::error::PersistError;
 use super::file_io::{DmaLayer, FileLayer, LogFile};
+use super::flight::TurnPacer;
 use super::format::{commit_bytes, FILE_HEADER_BLOCK_BYTES};
 use super::segment_log::{RecoveryReport, SegmentLog};
 
@@ -81,6 +89,9 @@ pub const FLUSH_INTERVAL_MS_MAX: u64 = 60_000;
 /// Most applied-but-unpersisted segments in async mode.
 pub const UNPERSISTED_SEGMENTS_MAX: usize = 16;
 const _: () = assert!(UNPERSISTED_SEGMENTS_MAX * 2 < STACK_HEIGHT_LIMIT);
+/// Default [`DurableConfig::flight_segments_min`]: a quarter of the pending
+/// limit, so a flight is under way long before back-pressure.
+pub const FLIGHT_SEGMENTS_MIN: usize = UNPERSISTED_SEGMENTS_MAX / 4;
 
 /// When acknowledged writes are durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -104,6 +115,10 @@ pub struct DurableConfig {
     /// Compact when the file holds more commits than this, which bounds the
     /// segments recovery has to push and merge.
     pub file_commits_max: u64,
+    /// Async mode: segments waiting for the disk that start a flight before
+    /// the flush interval is due (1..=[`UNPERSISTED_SEGMENTS_MAX`]; see
+    /// [`DurableStore::flight_due`]).
+    pub flight_segments_min: usize,
 }
 
 impl Default for DurableConfig {
@@ -114,6 +129,7 @@ impl Default for DurableConfig {
             compaction_min_bytes: 64 << 20,
             compaction_dead_percent: 50,
             file_commits_max: 1024,
+            flight_segments_min: FLIGHT_SEGMENTS_MIN,
         }
     }
 }
@@ -136,10 +152,17 @@ pub struct DurableStore<L: FileLayer = DmaLayer> {
     store: Store,
     log: SegmentLog<L>,
     config: DurableConfig,
-    /// Segments on top of the stack applied but not yet in the log.
+    /// Segments on top of the stack applied but not yet durable in the log.
     unpersisted: usize,
-    /// When the oldest of them was applied.
+    /// When the oldest of them not yet handed to the log was applied.
     unpersisted_since: Option<Instant>,
+    /// The oldest `in_flight` of the unpersisted segments are the log's
+    /// flight (async mode), which took them when the oldest was
+    /// `in_flight_since` old (restored if the flight fails).
+    in_flight: usize,
+    in_flight_since: Option<Instant>,
+    /// When to give the reactor a turn while a flight is on its way.
+    turns: TurnPacer,
     /// A compaction advancing one chunk per maintenance step.
     compaction: Option<CompactionJob<L::File>>,
     /// [`DurableStore::clear_in_memory`] ran: the file still holds what was
@@ -200,6 +223,13 @@ impl<L: FileLayer> DurableStore<L> {
                 });
             }
         }
+        if !(1..=UNPERSISTED_SEGMENTS_MAX).contains(&config.flight_segments_min) {
+            return Err(PersistError::InvalidConfig {
+                field: "flight_segments_min",
+                value: config.flight_segments_min as u64,
+                max: UNPERSISTED_SEGMENTS_MAX as u64,
+            });
+        }
         if config.compaction_dead_percent > 100 {
             return Err(PersistError::InvalidConfig {
                 field: "compaction_dead_percent",
@@ -239,6 +269,9 @@ impl<L: FileLayer> DurableStore<L> {
             config,
             unpersisted: 0,
             unpersisted_since: None,
+            in_flight: 0,
+            in_flight_since: None,
+            turns: TurnPacer::default(),
             compaction: None,
             rewrite_needed: false,
             staged_commits: 0,
@@ -309,7 +342,7 @@ impl<L: FileLayer> DurableStore<L> {
     /// it back on a disk error). Refused when [`DurableStore::pending_room`]
     /// is false.
     pub fn apply_pending(&mut self, batch: Batch) -> Result<(), PersistError> {
-        self.apply_logged(batch, 0, Instant::now())
+        self.apply_logged(batch, 0)
     }
 
     /// Makes the ops `from_op..` of `batch`, which is not applied yet,
@@ -354,8 +387,7 @@ impl<L: FileLayer> DurableStore<L> {
     /// Applies a batch whose first `logged_ops` ops are durable already
     /// ([`DurableStore::log_staged`]). When that is all of them its segment
     /// needs no write of its own; otherwise it is persisted like any applied
-    /// batch, within the interval from `staged_at` (its oldest op not in
-    /// the log). Refused like [`DurableStore::apply_pending`].
+    /// batch. Refused like [`DurableStore::apply_pending`].
     ///
     /// Sync mode takes the unlogged ops back if the disk refuses them, so
     /// they must not share a segment with logged (acknowledged) ones: a
@@ -365,7 +397,6 @@ impl<L: FileLayer> DurableStore<L> {
         &mut self,
         mut batch: Batch,
         logged_ops: usize,
-        staged_at: Instant,
     ) -> Result<(), PersistError> {
         assert!(logged_ops <= batch.len());
         if !self.pending_room() {
@@ -390,7 +421,7 @@ impl<L: FileLayer> DurableStore<L> {
         if logged_ops == batch.len() && self.unpersisted == 0 {
             self.store.apply(batch).map_err(PersistError::Engine)?;
         } else {
-            self.apply_counted(batch, staged_at)?;
+            self.apply_counted(batch)?;
         }
         if logged_ops > 0 {
             // The stack holds every logged op now (persisted, or on its way
@@ -399,7 +430,7 @@ impl<L: FileLayer> DurableStore<L> {
             self.staged_commits = 0;
         }
         if let Some(unlogged) = unlogged {
-            self.apply_counted(unlogged, staged_at)?;
+            self.apply_counted(unlogged)?;
         }
         Ok(())
     }
@@ -414,13 +445,12 @@ impl<L: FileLayer> DurableStore<L> {
                 .is_some_and(|job| job.next_segment == job.snapshot.height())
     }
 
-    fn apply_counted(&mut self, batch: Batch, staged_at: Instant) -> Result<(), PersistError> {
+    fn apply_counted(&mut self, batch: Batch) -> Result<(), PersistError> {
         let height_before = self.store.height();
         self.store.apply(batch).map_err(PersistError::Engine)?;
         if self.store.height() != height_before {
             self.unpersisted += 1;
-            let since = self.unpersisted_since.get_or_insert(staged_at);
-            *since = (*since).min(staged_at);
+            self.unpersisted_since.get_or_insert_with(Instant::now);
         }
         Ok(())
     }
@@ -437,18 +467,20 @@ impl<L: FileLayer> DurableStore<L> {
             Durability::Async { .. } => {
                 if let Some(batch) = batch {
                     if self.unpersisted >= UNPERSISTED_SEGMENTS_MAX {
-                        // Back-pressure: a full or failing disk refuses new
+                        // Back-pressure: a slow disk makes the core wait for
+                        // its flight, and a full or failing one refuses new
                         // writes instead of buffering without bound.
-                        self.flush().await?;
+                        self.land_flight().await?;
+                        if self.unpersisted >= UNPERSISTED_SEGMENTS_MAX {
+                            self.flush().await?;
+                        }
                     }
                     self.flush_before_stall().await?;
-                    self.apply_counted(batch, Instant::now())?;
+                    self.apply_counted(batch)?;
                 }
-                if self.flush_due(Instant::now()) {
-                    // The write is acknowledged whatever the disk says; a
-                    // failure is retried by the next flush.
-                    let _ = self.persist_pending().await;
-                }
+                // The write is acknowledged whatever the disk says; a
+                // failure is retried by the next flight.
+                let _ = self.flush_step().await;
                 Ok(())
             }
         }
@@ -458,11 +490,11 @@ impl<L: FileLayer> DurableStore<L> {
     /// were not acknowledged, so they are never served.
     fn take_back_unpersisted(&mut self) {
         debug_assert_eq!(self.config.durability, Durability::Sync);
+        assert!(!self.log.in_flight(), "sync mode never starts a flight");
         while self.unpersisted > 0 {
             assert!(self.store.pop_newest_segment());
             self.unpersisted -= 1;
         }
-        self.unpersisted_since = None;
     }
 
     async fn commit_sync(&mut self, batch: Option<Batch>) -> Result<(), PersistError> {
@@ -470,13 +502,13 @@ impl<L: FileLayer> DurableStore<L> {
             // A clear (FLUSHDB) is pending: the file must lose the old
             // contents before anything newer is acknowledged.
             if let Some(batch) = batch {
-                self.apply_counted(batch, Instant::now())?;
+                self.apply_counted(batch)?;
             }
             return self.rewrite_current().await;
         }
         if let Some(batch) = batch {
             self.flush_before_stall().await?;
-            self.apply_counted(batch, Instant::now())?;
+            self.apply_counted(batch)?;
         }
         self.persist_pending().await
     }
@@ -490,13 +522,81 @@ impl<L: FileLayer> DurableStore<L> {
         Ok(())
     }
 
-    /// Whether async mode owes the disk a flush at `now`.
-    pub fn flush_due(&self, now: Instant) -> bool {
-        match (self.config.durability, self.unpersisted_since) {
-            (Durability::Async { flush_interval_ms }, Some(since)) => {
-                now.duration_since(since) >= Duration::from_millis(flush_interval_ms)
+    /// Async mode's flush without the wait (see the module docs): lands the
+    /// flight if it is done (giving the reactor the turns it needs), then
+    /// hands the segments not yet in the log to a new flight when they are
+    /// due. Never waits for the disk.
+    async fn flush_step(&mut self) -> Result<(), PersistError> {
+        assert_ne!(self.config.durability, Durability::Sync);
+        if self.log.in_flight() {
+            self.turns.turn_if_due(Instant::now()).await;
+            let landed = poll_fn(|cx| Poll::Ready(self.log.poll_flight(cx))).await;
+            match landed {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(landed) => {
+                    self.after_flight(landed.expect("a flight was on its way"))?;
+                }
             }
-            _ => false,
+        }
+        if self.rewrite_needed || !self.flight_due(Instant::now()) {
+            return Ok(());
+        }
+        let waiting = self.unpersisted - self.in_flight;
+        self.in_flight = waiting;
+        self.in_flight_since = self.unpersisted_since.take();
+        self.log.start_flight(self.store.snapshot(), waiting);
+        // The flight's writes go to the kernel at the next reactor turn:
+        // now, so the disk starts while the core goes on.
+        self.turns.turn_now().await;
+        Ok(())
+    }
+
+    /// Whether async mode owes the disk a flight at `now`: with the disk
+    /// free, once `flight_segments_min` segments wait (a bulk load keeps
+    /// the disk streaming: the next flight carries what arrived while the
+    /// last one flew, so groups grow with the load), or once the oldest
+    /// waiting one is half a flush interval old (a light load still
+    /// coalesces a write and an fdatasync per interval, and each segment
+    /// has the other half to land).
+    pub fn flight_due(&self, now: Instant) -> bool {
+        let Durability::Async { flush_interval_ms } = self.config.durability else {
+            return false;
+        };
+        let waiting = self.unpersisted - self.in_flight;
+        !self.log.in_flight()
+            && waiting > 0
+            && (waiting >= self.config.flight_segments_min
+                || self.unpersisted_since.is_some_and(|since| {
+                    now.duration_since(since) >= Duration::from_millis(flush_interval_ms) / 2
+                }))
+    }
+
+    /// Accounts for a landed flight: on success its segments are durable;
+    /// on failure they wait for the next flight again, as old as they were.
+    fn after_flight(&mut self, landed: Result<u64, PersistError>) -> Result<(), PersistError> {
+        let in_flight = std::mem::take(&mut self.in_flight);
+        let since = self.in_flight_since.take();
+        if let Err(error) = landed {
+            if let Some(since) = since {
+                let oldest = self.unpersisted_since.get_or_insert(since);
+                *oldest = (*oldest).min(since);
+            }
+            return Err(error);
+        }
+        assert!(in_flight <= self.unpersisted);
+        self.unpersisted -= in_flight;
+        Ok(())
+    }
+
+    /// Waits for the flight, if any, and lands it. Every other use of the
+    /// log comes after this.
+    async fn land_flight(&mut self) -> Result<(), PersistError> {
+        match self.log.land_flight().await {
+            None => Ok(()),
+            Some(landed) => {
+                self.turns.turned(Instant::now());
+                self.after_flight(landed)
+            }
         }
     }
 
@@ -539,8 +639,12 @@ impl<L: FileLayer> DurableStore<L> {
         // (2-3 ms there, metadata included) for almost every batch.
         // Half the pending limit: the next round keeps room for batches it
         // must apply before its commit (`apply_pending`).
-        let pending_high = self.unpersisted > UNPERSISTED_SEGMENTS_MAX / 2;
-        if pending_high || self.flush_due(Instant::now()) || self.rewrite_needed {
+        if self.rewrite_needed {
+            self.flush().await?;
+        } else if self.config.durability != Durability::Sync {
+            self.flush_step().await?;
+        } else if self.unpersisted > UNPERSISTED_SEGMENTS_MAX / 2 {
+            // Sync mode: batches applied ahead of their commit.
             self.flush().await?;
         }
         if self.store.merge_needed() {
@@ -575,6 +679,9 @@ impl<L: FileLayer> DurableStore<L> {
     }
 
     async fn compaction_step(&mut self, deadline: Instant) -> Result<(), PersistError> {
+        // The copy takes sequence numbers from the log (rare: a compaction
+        // every `file_commits_max` commits, or when dead bytes pile up).
+        self.land_flight().await?;
         loop {
             let job = self.compaction.as_mut().expect("a compaction runs");
             if common_prefix(&self.store.snapshot(), &job.snapshot) == 0
@@ -671,6 +778,9 @@ impl<L: FileLayer> DurableStore<L> {
         self.staged_commits = 0;
         self.unpersisted = 0;
         self.unpersisted_since = None;
+        // A flight still lands into the old file; the rewrite replaces it.
+        self.in_flight = 0;
+        self.in_flight_since = None;
         self.rewrite_needed = true;
     }
 
@@ -682,6 +792,8 @@ impl<L: FileLayer> DurableStore<L> {
     /// [`DurableStore::rewrite_current`], followed in the new file by the
     /// ops `log_staged` laid out when `with_staged`.
     async fn rewrite_with(&mut self, with_staged: bool) -> Result<(), PersistError> {
+        // The new file holds the whole stack, whatever the flight did.
+        let _ = self.land_flight().await;
         self.compaction_abandon().await;
         let snapshot = self.store.snapshot();
         let staged = with_staged.then_some((&self.staged_meta[..], &self.staged_data[..]));
@@ -738,8 +850,9 @@ impl<L: FileLayer> DurableStore<L> {
     }
 
     async fn persist_pending(&mut self) -> Result<(), PersistError> {
+        let landed = self.land_flight().await;
         if self.unpersisted == 0 {
-            return Ok(());
+            return landed;
         }
         self.append_unpersisted(false).await
     }
@@ -748,6 +861,8 @@ impl<L: FileLayer> DurableStore<L> {
     /// the staged ops laid out by `log_staged` (newer than all of them),
     /// with one fdatasync.
     async fn append_unpersisted(&mut self, with_staged: bool) -> Result<(), PersistError> {
+        // A failed flight's segments are written again below.
+        let _ = self.land_flight().await;
         let snapshot = self.store.snapshot();
         let height = snapshot.height();
         assert!(self.unpersisted <= height);

@@ -37,7 +37,9 @@ use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 /// Creates and manipulates segment files for one core.
 #[allow(async_fn_in_trait)]
 pub trait FileLayer {
-    type File: LogFile;
+    /// `'static`: a flush in flight holds the live file in a task of its
+    /// own.
+    type File: LogFile + 'static;
     /// Opens `path` read+write for O_DIRECT appends, creating it when asked.
     async fn open(&self, path: &Path, create: bool) -> io::Result<Self::File>;
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;

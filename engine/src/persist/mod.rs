@@ -12,6 +12,7 @@
 //! - [`file_io`]: the I/O trait, the real DMA layer and a fault-injecting one.
 //! - [`recovery`]: which prefix of a file is intact.
 //! - [`segment_log`]: one core's files: append, open, compact.
+//! - [`flight`]: an async-mode flush written by a task of its own.
 //! - [`data_dir`]: the node's manifest and per-core directories.
 //! - [`durable_store`]: a `Store` plus its log: commit, flush, compaction.
 //! - [`group_commit`]: one segment and one fdatasync for many writer tasks.
@@ -31,6 +32,7 @@ mod data_dir;
 mod durable_store;
 mod error;
 mod file_io;
+mod flight;
 mod format;
 mod group_commit;
 mod recovery;
@@ -39,8 +41,8 @@ mod segment_log;
 pub use compaction::CompactionWriter;
 pub use data_dir::DataDir;
 pub use durable_store::{
-    Durability, DurableConfig, DurableStore, FLUSH_INTERVAL_MS_DEFAULT, FLUSH_INTERVAL_MS_MAX,
-    UNPERSISTED_SEGMENTS_MAX,
+    Durability, DurableConfig, DurableStore, FLIGHT_SEGMENTS_MIN, FLUSH_INTERVAL_MS_DEFAULT,
+    FLUSH_INTERVAL_MS_MAX, UNPERSISTED_SEGMENTS_MAX,
 };
 pub use error::PersistError;
 pub use file_io::{DmaLayer, Fault, FaultPlan, FaultyFile, FaultyLayer, FileLayer, LogFile};

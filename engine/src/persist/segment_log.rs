@@ -26,6 +26,11 @@
 //! damage. A file written before sync groups existed has no such field, so
 //! its commits are still written one write at a time, in order, until a
 //! compaction replaces it with a file that has.
+//!
+//! Async mode may instead hand a group to a task of its own
+//! ([`SegmentLog::start_flight`], see `flight`) and go on; every other
+//! operation on the log waits until that flight has landed
+//! ([`SegmentLog::land_flight`]).
 
 use std::fs;
 use std::future::{poll_fn, Future};
@@ -41,11 +46,13 @@ use memmap2::{Mmap, MmapOptions};
 use super::compaction::CompactionWriter;
 use super::error::PersistError;
 use super::file_io::{FileLayer, LogFile};
+use super::flight::{wait_for_abandoned, Flight};
 use super::format::{
     EncodedCommit, FileHeader, BLOCK_BYTES, FILE_HEADER_BLOCK_BYTES, META_WORDS_PER_RECORD,
     SEGMENT_DATA_BYTES_MAX, SEGMENT_RECORDS_MAX,
 };
 use super::recovery::{scan, DroppedRange, SegmentExtent};
+use crate::Snapshot;
 
 /// Largest single DMA write; bigger commits are written in several. With
 /// `io_memory` of at least twice this, chunk buffers come from the ring's
@@ -139,7 +146,8 @@ pub struct SegmentLog<L: FileLayer> {
     layer: L,
     dir: PathBuf,
     core: u32,
-    file: Option<L::File>,
+    /// Shared with the flight on its way, if any.
+    file: Option<Rc<L::File>>,
     path: PathBuf,
     file_seq: u64,
     /// End of the last acknowledged commit; the next one starts here.
@@ -151,6 +159,17 @@ pub struct SegmentLog<L: FileLayer> {
     /// The live file's footers carry sync groups, so a group's commits may
     /// be written concurrently (see the module docs).
     sync_groups: bool,
+    /// A group being written by a task of its own; the position fields
+    /// above move past it only when it lands.
+    flight: Option<Flight<LogPosition>>,
+}
+
+impl<L: FileLayer> Drop for SegmentLog<L> {
+    fn drop(&mut self) {
+        if let Some(flight) = self.flight.take() {
+            flight.abandon(&self.dir);
+        }
+    }
 }
 
 /// Where the next commit goes: the log's position after its last commit.
@@ -170,6 +189,9 @@ impl<L: FileLayer> SegmentLog<L> {
         tolerant: bool,
     ) -> Result<(Self, MappedSegments, RecoveryReport), PersistError> {
         let started = Instant::now();
+        // A log of this directory dropped with a flight on its way (a crash
+        // staged in this process): its writes must land before the scan.
+        wait_for_abandoned(dir).await;
         let listing = list_dir(dir)?;
         let Some(&live_seq) = listing.complete.last() else {
             let mut log = SegmentLog {
@@ -184,6 +206,7 @@ impl<L: FileLayer> SegmentLog<L> {
                 last_seq: 0,
                 dirty_tail: false,
                 sync_groups: true,
+                flight: None,
             };
             let mut removed_files = log.remove_leftovers(&listing, None).await?;
             log.start_new_file(1, 0).await?;
@@ -279,7 +302,7 @@ impl<L: FileLayer> SegmentLog<L> {
             layer,
             dir: dir.to_path_buf(),
             core,
-            file: Some(file),
+            file: Some(Rc::new(file)),
             path: path.clone(),
             file_seq: live_seq,
             end: scanned.valid_end,
@@ -287,6 +310,7 @@ impl<L: FileLayer> SegmentLog<L> {
             last_seq: scanned.last_seq(),
             dirty_tail: false,
             sync_groups: scanned.header.sync_groups(),
+            flight: None,
         };
         let mut removed_files = log.remove_leftovers(&listing, Some(live_seq)).await?;
         removed_files.sort();
@@ -326,13 +350,129 @@ impl<L: FileLayer> SegmentLog<L> {
 
     /// Closes the live file (everything in it is already durable).
     pub async fn close(mut self) -> Result<(), PersistError> {
+        self.assert_grounded("close");
         match self.file.take() {
-            Some(file) => file
+            Some(file) => unshared(file)
                 .close()
                 .await
                 .map_err(|e| PersistError::io("close", &self.path, e)),
             None => Ok(()),
         }
+    }
+
+    /// Whether a group is being written by a task of its own.
+    pub fn in_flight(&self) -> bool {
+        self.flight.is_some()
+    }
+
+    /// Commits of the group in flight (0 without one).
+    pub fn flight_commits(&self) -> usize {
+        self.flight.as_ref().map_or(0, Flight::commits)
+    }
+
+    /// Hands the `count` newest segments of `snapshot` to a task of their
+    /// own, which writes them as one fdatasync group (concurrently, as
+    /// [`SegmentLog::append_all`] does) and syncs them; returns at once.
+    /// The log takes no other operation until the flight has landed
+    /// ([`SegmentLog::poll_flight`], [`SegmentLog::land_flight`]), and its
+    /// position moves past the group only then, so a failed flight leaves
+    /// the log as if it never started. Must run on a glommio executor.
+    pub fn start_flight(&mut self, snapshot: Snapshot, count: usize) {
+        self.assert_grounded("start a flight");
+        let height = snapshot.height();
+        assert!(
+            (1..=height).contains(&count),
+            "a flight of {count} of {height} segments"
+        );
+        let file = Rc::clone(self.file.as_ref().expect("log is open"));
+        let path = self.path.clone();
+        let truncate_to = self.dirty_tail.then_some(self.end);
+        // Until the flight lands the tail is unknown.
+        self.dirty_tail = true;
+        let start = self.position();
+        let file_seq = self.file_seq;
+        let sync_group = self.sync_groups.then_some(self.end);
+        let in_flight_max = self.writes_in_flight_max();
+        let task = glommio::spawn_local(async move {
+            if let Some(end) = truncate_to {
+                file.truncate(end)
+                    .await
+                    .map_err(|e| PersistError::io("truncate", &path, e))?;
+            }
+            let group = GroupWriter {
+                file: &*file,
+                path: &path,
+                file_seq,
+                sync_group,
+                in_flight_max,
+                // Nothing waits for this task: its writes go out together
+                // at the next reactor turn.
+                pause_after_write: false,
+            };
+            let segments = snapshot
+                .segments()
+                .skip(height - count)
+                .map(|(data, meta)| (meta, data));
+            let after = group.write(start, segments).await?;
+            file.fdatasync()
+                .await
+                .map_err(|e| PersistError::io("fdatasync", &path, e))?;
+            Ok(after)
+        });
+        self.flight = Some(Flight::new(task.detach(), count));
+    }
+
+    /// Lands the flight if it is done: `Ready(Some(Ok(last_seq)))` when its
+    /// group is durable, `Ready(Some(Err))` when it failed (nothing of it
+    /// is acknowledged, and the next write first cuts the tail back),
+    /// `Ready(None)` without a flight, `Pending` while it is on its way.
+    pub fn poll_flight(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<u64, PersistError>>> {
+        let Some(flight) = self.flight.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let outcome = std::task::ready!(flight.poll_done(cx));
+        self.flight = None;
+        Poll::Ready(Some(outcome.map(|after| self.advance(after))))
+    }
+
+    /// Waits for the flight, if any, and lands it (see
+    /// [`SegmentLog::poll_flight`]).
+    pub async fn land_flight(&mut self) -> Option<Result<u64, PersistError>> {
+        poll_fn(|cx| self.poll_flight(cx)).await
+    }
+
+    fn position(&self) -> LogPosition {
+        LogPosition {
+            end: self.end,
+            commit_index: self.commit_index,
+            last_seq: self.last_seq,
+        }
+    }
+
+    /// A group is durable up to `after`.
+    fn advance(&mut self, after: LogPosition) -> u64 {
+        assert!(after.end >= self.end && after.last_seq >= self.last_seq);
+        self.dirty_tail = false;
+        (self.end, self.commit_index, self.last_seq) =
+            (after.end, after.commit_index, after.last_seq);
+        after.last_seq
+    }
+
+    fn writes_in_flight_max(&self) -> usize {
+        if self.sync_groups {
+            FLUSH_WRITES_IN_FLIGHT_MAX
+        } else {
+            1
+        }
+    }
+
+    /// Every operation but a flight's own needs the flight landed: it would
+    /// write at the same offsets, or take sequence numbers the flight took.
+    fn assert_grounded(&self, what: &str) {
+        assert!(
+            self.flight.is_none(),
+            "{what} with a flight on its way: land it first"
+        );
     }
 
     /// Number of commits (segments) in the live file.
@@ -354,6 +494,7 @@ impl<L: FileLayer> SegmentLog<L> {
         &mut self,
         segments: impl IntoIterator<Item = (&'a [u64], &'a [u8])>,
     ) -> Result<u64, PersistError> {
+        self.assert_grounded("append");
         let file = self.file.as_ref().expect("log is open");
         if self.dirty_tail {
             file.truncate(self.end)
@@ -363,40 +504,31 @@ impl<L: FileLayer> SegmentLog<L> {
         }
         // Until the sync below succeeds the tail is unknown.
         self.dirty_tail = true;
-        let start = LogPosition {
-            end: self.end,
-            commit_index: self.commit_index,
-            last_seq: self.last_seq,
-        };
         let group = GroupWriter {
-            file,
+            file: &**file,
             path: &self.path,
             file_seq: self.file_seq,
             sync_group: self.sync_groups.then_some(self.end),
-            in_flight_max: if self.sync_groups {
-                FLUSH_WRITES_IN_FLIGHT_MAX
-            } else {
-                1
-            },
+            in_flight_max: self.writes_in_flight_max(),
+            pause_after_write: true,
         };
-        let after = group.write(start, segments).await?;
+        let after = group.write(self.position(), segments).await?;
         file.fdatasync()
             .await
             .map_err(|e| PersistError::io("fdatasync", &self.path, e))?;
-        self.dirty_tail = false;
-        (self.end, self.commit_index, self.last_seq) =
-            (after.end, after.commit_index, after.last_seq);
-        Ok(after.last_seq)
+        Ok(self.advance(after))
     }
 
     /// Reserves the next sequence number (for a compaction's commits).
     pub fn reserve_seq(&mut self) -> u64 {
+        self.assert_grounded("reserve a sequence number");
         self.last_seq += 1;
         self.last_seq
     }
 
     /// Starts a compaction: creates `seg-<n+1>.tsr.tmp` holding its header.
     pub async fn compaction_start(&mut self) -> Result<CompactionWriter<L::File>, PersistError> {
+        self.assert_grounded("start a compaction");
         let file_seq = self.file_seq + 1;
         let tmp = file_path(&self.dir, file_seq, true);
         let file = self.create_file(&tmp, file_seq, self.last_seq).await?;
@@ -411,6 +543,7 @@ impl<L: FileLayer> SegmentLog<L> {
         &mut self,
         writer: CompactionWriter<L::File>,
     ) -> Result<(), PersistError> {
+        self.assert_grounded("install a compaction");
         assert!(!writer.in_segment(), "install whole commits only");
         assert!(writer.last_seq <= self.last_seq);
         let final_path = file_path(&self.dir, writer.file_seq, false);
@@ -427,7 +560,7 @@ impl<L: FileLayer> SegmentLog<L> {
             return Err(error);
         }
         let old_path = std::mem::replace(&mut self.path, final_path);
-        let old_file = self.file.replace(writer.file);
+        let old_file = self.file.replace(Rc::new(writer.file));
         self.file_seq = writer.file_seq;
         self.end = writer.end;
         self.commit_index = writer.commit_index;
@@ -437,7 +570,7 @@ impl<L: FileLayer> SegmentLog<L> {
         self.sync_dir().await?;
         if let Some(old) = old_file {
             // Everything in it is in the new file, durably.
-            let _ = old.close().await;
+            let _ = unshared(old).close().await;
         }
         self.layer
             .remove(&old_path)
@@ -486,7 +619,7 @@ impl<L: FileLayer> SegmentLog<L> {
             .rename(&tmp, &final_path)
             .await
             .map_err(|e| PersistError::io("rename", &tmp, e))?;
-        self.file = Some(file);
+        self.file = Some(Rc::new(file));
         self.path = final_path;
         self.file_seq = file_seq;
         self.end = FILE_HEADER_BLOCK_BYTES;
@@ -632,6 +765,12 @@ struct GroupWriter<'f, F: LogFile> {
     /// Written into every footer of the group: where the group begins.
     sync_group: Option<u64>,
     in_flight_max: usize,
+    /// Give the reactor a turn after queuing each write (see
+    /// [`WRITE_SUBMIT_PAUSE`]), so each write starts while the next buffer
+    /// is filled: for a caller waiting on the whole group. A flight's
+    /// writes go out together at the next turn instead (a pause would cost
+    /// the core a turn each).
+    pause_after_write: bool,
 }
 
 impl<F: LogFile> GroupWriter<'_, F> {
@@ -686,7 +825,7 @@ impl<F: LogFile> GroupWriter<'_, F> {
                 slot_at(slots.as_mut(), slot)
                     .set(Some(file.write_at(Rc::new(buf), at.end + written)));
                 written += chunk;
-                if self.in_flight_max > 1 {
+                if self.in_flight_max > 1 && self.pause_after_write {
                     // Queue the write in the ring now (its first poll), then
                     // let the executor reach its reactor, which alone hands
                     // queued IO to the kernel: otherwise the device would sit
@@ -724,6 +863,11 @@ impl<F: LogFile> GroupWriter<'_, F> {
         }
         Ok(at)
     }
+}
+
+/// The live file once no flight holds it (every one has landed).
+fn unshared<F>(file: Rc<F>) -> F {
+    Rc::into_inner(file).expect("no flight holds the file")
 }
 
 /// Slot `index` of a pinned array of in-flight writes, pinned itself.

@@ -545,7 +545,6 @@ impl Keyspace {
                 return Err(WriteError::CommitPending);
             }
         }
-        let staged_at = self.unlogged_since.unwrap_or_else(Instant::now);
         let logged_ops = self.logged_ops;
         let Some(batch) = self.take_pending() else {
             return Ok(());
@@ -553,7 +552,7 @@ impl Keyspace {
         let ops = batch.len() as u64;
         let applied = match &mut self.backing {
             Backing::Memory(store) => store.apply(batch).map_err(PersistError::Engine),
-            Backing::Durable(durable) => durable.apply_logged(batch, logged_ops, staged_at),
+            Backing::Durable(durable) => durable.apply_logged(batch, logged_ops),
         };
         match applied {
             Ok(()) => {
