@@ -1,10 +1,15 @@
 //! Crash test: a child process (this test binary re-executed with
-//! `TESSERA_CRASH_CHILD` set) writes in `sync` mode and prints every
-//! acknowledged batch to a pipe; the parent SIGKILLs it at a random moment
-//! (on some cycles right as a compaction starts), reopens the store and
-//! checks that every acknowledged write is there with its last acknowledged
-//! value (or the value of a later write that reached disk unacknowledged),
-//! and that every record served is intact.
+//! `TESSERA_CRASH_CHILD` set) writes and prints every acknowledged batch to
+//! a pipe; the parent SIGKILLs it at a random moment (on some cycles right
+//! as a compaction starts), reopens the store and checks that every
+//! acknowledged write is there with its last acknowledged value (or the
+//! value of a later write that reached disk unacknowledged), and that every
+//! record served is intact.
+//!
+//! In `sync` mode a batch is acknowledged when its commit returns. In
+//! `async` mode commits only apply, flights write them in the background
+//! (so most kills land while one is on its way), and the child calls
+//! `flush` every few batches and acknowledges the batches it covered.
 //!
 //! `TESSERA_CRASH_CYCLES` sets the number of kill cycles (default 25;
 //! `make crash-test` runs 1,000). `TESSERA_CRASH_SEED` replays a run.
@@ -21,6 +26,10 @@ use tessera_engine::{DataDir, Durability, DurableConfig, DurableStore, StoreConf
 use tessera_net::loadgen::Rng;
 
 const CHILD_ENV: &str = "TESSERA_CRASH_CHILD";
+/// `sync` or `async`: the child's durability mode.
+const MODE_ENV: &str = "TESSERA_CRASH_MODE";
+/// Async mode: the child flushes after one batch in this many, on average.
+const ASYNC_FLUSH_EVERY: u64 = 8;
 const CYCLES_ENV: &str = "TESSERA_CRASH_CYCLES";
 const SEED_ENV: &str = "TESSERA_CRASH_SEED";
 const CYCLES_DEFAULT: u64 = 25;
@@ -70,9 +79,9 @@ fn check_value(k: u64, bytes: &[u8]) -> u64 {
     counter
 }
 
-fn child_config() -> DurableConfig {
+fn child_config(durability: Durability) -> DurableConfig {
     DurableConfig {
-        durability: Durability::Sync,
+        durability,
         tolerant: false,
         // Compact often so kills land in every phase of it.
         compaction_min_bytes: 256 << 10,
@@ -91,16 +100,17 @@ fn store_config() -> StoreConfig {
 
 /// The writer: batches until killed, printing `B <counter>`, one line per
 /// op (`S <key> <len>` / `D <key>`), then `A <counter>` once acknowledged.
-fn run_child(dir: PathBuf, counter_base: u64, seed: u64) {
+fn run_child(dir: PathBuf, durability: Durability, counter_base: u64, seed: u64) {
     LocalExecutorBuilder::default()
         .io_memory(512 << 10)
         .make()
         .unwrap()
         .run(async move {
             let data_dir = DataDir::open_or_create(&dir, 1).unwrap();
-            let (mut durable, _) = DurableStore::open(&data_dir, 0, child_config(), store_config())
-                .await
-                .unwrap();
+            let (mut durable, _) =
+                DurableStore::open(&data_dir, 0, child_config(durability), store_config())
+                    .await
+                    .unwrap();
             let mut rng = Rng::new(seed);
             let mut out = std::io::stdout().lock();
             // libtest has printed "test crash_writer_child ... " without a
@@ -108,6 +118,8 @@ fn run_child(dir: PathBuf, counter_base: u64, seed: u64) {
             writeln!(out, "\nREADY").unwrap();
             out.flush().unwrap();
             let mut counter = counter_base;
+            // Async mode: committed, not yet covered by a flush.
+            let mut unflushed = Vec::new();
             loop {
                 counter += 1;
                 let ops = 1 + rng.below(BATCH_OPS_MAX);
@@ -130,8 +142,17 @@ fn run_child(dir: PathBuf, counter_base: u64, seed: u64) {
                 out.write_all(lines.as_bytes()).unwrap();
                 out.flush().unwrap();
                 durable.commit(batch).await.unwrap();
-                writeln!(out, "A {counter}").unwrap();
-                out.flush().unwrap();
+                unflushed.push(counter);
+                let sync = durability == Durability::Sync;
+                if sync || rng.below(ASYNC_FLUSH_EVERY) == 0 {
+                    if !sync {
+                        durable.flush().await.unwrap();
+                    }
+                    for acknowledged in unflushed.drain(..) {
+                        writeln!(out, "A {acknowledged}").unwrap();
+                    }
+                    out.flush().unwrap();
+                }
                 if durable.compaction_due() {
                     writeln!(out, "C").unwrap();
                     out.flush().unwrap();
@@ -158,7 +179,18 @@ fn crash_writer_child() {
         .unwrap()
         .parse()
         .unwrap();
-    run_child(PathBuf::from(dir), counter_base, seed);
+    let durability = durability_named(&std::env::var(MODE_ENV).unwrap());
+    run_child(PathBuf::from(dir), durability, counter_base, seed);
+}
+
+fn durability_named(name: &str) -> Durability {
+    match name {
+        "sync" => Durability::Sync,
+        "async" => Durability::Async {
+            flush_interval_ms: 5,
+        },
+        other => panic!("{MODE_ENV}={other}: sync or async"),
+    }
 }
 
 /// What the parent knows about one key: the last acknowledged state and the
@@ -172,24 +204,31 @@ struct KeyHistory {
 #[derive(Default)]
 struct Expected {
     keys: HashMap<u64, KeyHistory>,
+    /// The ops of batches printed but not acknowledged yet (async mode
+    /// acknowledges several at once, after a flush).
+    batches: HashMap<u64, Vec<(u64, Option<u64>)>>,
 }
 
 impl Expected {
     /// Applies the child's output: complete lines only.
     fn apply(&mut self, lines: &[String]) {
-        let mut batch: Vec<(u64, Option<u64>)> = Vec::new();
+        // A batch the kill cut short was never committed.
+        self.batches.clear();
         let mut batch_counter = 0;
         for line in lines {
             let mut fields = line.split(' ');
             match fields.next() {
                 Some("B") => {
-                    batch.clear();
                     batch_counter = fields.next().unwrap().parse().unwrap();
+                    self.batches.insert(batch_counter, Vec::new());
                 }
                 Some("S") => {
                     let k = fields.next().unwrap().parse().unwrap();
                     let len = fields.next().unwrap().parse().unwrap();
-                    batch.push((k, Some(len)));
+                    self.batches
+                        .get_mut(&batch_counter)
+                        .unwrap()
+                        .push((k, Some(len)));
                     self.keys
                         .entry(k)
                         .or_default()
@@ -198,7 +237,10 @@ impl Expected {
                 }
                 Some("D") => {
                     let k = fields.next().unwrap().parse().unwrap();
-                    batch.push((k, None));
+                    self.batches
+                        .get_mut(&batch_counter)
+                        .unwrap()
+                        .push((k, None));
                     self.keys
                         .entry(k)
                         .or_default()
@@ -207,14 +249,14 @@ impl Expected {
                 }
                 Some("A") => {
                     let counter: u64 = fields.next().unwrap().parse().unwrap();
-                    assert_eq!(counter, batch_counter);
-                    // Within a batch the last op on a key wins.
-                    for &(k, op) in &batch {
+                    let batch = self.batches.remove(&counter).expect("a printed batch");
+                    // Within a batch the last op on a key wins; batches are
+                    // acknowledged in order.
+                    for (k, op) in batch {
                         let history = self.keys.get_mut(&k).unwrap();
                         history.acked = Some((counter, op));
                         history.pending.retain(|&(c, _)| c > counter);
                     }
-                    batch.clear();
                 }
                 _ => {}
             }
@@ -229,7 +271,7 @@ impl Expected {
     }
 }
 
-fn check_store(dir: &Path, expected: &mut Expected, cycle: u64, seed: u64) {
+fn check_store(dir: &Path, durability: Durability, expected: &mut Expected, cycle: u64, seed: u64) {
     let dir = dir.to_path_buf();
     let found: Vec<(u64, Option<Vec<u8>>)> = LocalExecutorBuilder::default()
         .io_memory(512 << 10)
@@ -238,7 +280,7 @@ fn check_store(dir: &Path, expected: &mut Expected, cycle: u64, seed: u64) {
         .run(async move {
             let data_dir = DataDir::open_or_create(&dir, 1).unwrap();
             let (durable, report) =
-                DurableStore::open(&data_dir, 0, child_config(), store_config())
+                DurableStore::open(&data_dir, 0, child_config(durability), store_config())
                     .await
                     .unwrap_or_else(|e| panic!("cycle {cycle} seed {seed}: reopen failed: {e}"));
             assert!(report.dropped.is_none());
@@ -296,9 +338,19 @@ fn check_store(dir: &Path, expected: &mut Expected, cycle: u64, seed: u64) {
 
 #[test]
 fn acknowledged_writes_survive_sigkill() {
+    kill_cycles("sync");
+}
+
+#[test]
+fn flushed_writes_survive_sigkill_with_flights_on_their_way() {
+    kill_cycles("async");
+}
+
+fn kill_cycles(mode: &str) {
     if std::env::var(CHILD_ENV).is_ok() {
         return;
     }
+    let durability = durability_named(mode);
     let cycles: u64 = std::env::var(CYCLES_ENV)
         .ok()
         .map_or(CYCLES_DEFAULT, |v| v.parse().expect("cycle count"));
@@ -311,8 +363,8 @@ fn acknowledged_writes_survive_sigkill() {
         },
         |v| v.parse().expect("seed"),
     );
-    eprintln!("crash test: {cycles} cycles, {SEED_ENV}={seed}");
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("durable-crash");
+    eprintln!("crash test, {mode} mode: {cycles} cycles, {SEED_ENV}={seed}");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("durable-crash-{mode}"));
     let _ = std::fs::remove_dir_all(&dir);
     let mut rng = Rng::new(seed);
     let mut expected = Expected::default();
@@ -327,6 +379,7 @@ fn acknowledged_writes_survive_sigkill() {
                 "--test-threads=1",
             ])
             .env(CHILD_ENV, &dir)
+            .env(MODE_ENV, mode)
             .env(
                 "TESSERA_CRASH_COUNTER",
                 ((cycle + 1) * COUNTER_STRIDE).to_string(),
@@ -392,9 +445,9 @@ fn acknowledged_writes_survive_sigkill() {
         lines.extend(lines_rx.try_iter());
         acks_total += lines.iter().filter(|l| l.starts_with("A ")).count();
         expected.apply(&lines);
-        check_store(&dir, &mut expected, cycle, seed);
+        check_store(&dir, durability, &mut expected, cycle, seed);
     }
-    eprintln!("crash test: {acks_total} acknowledged batches checked, {compaction_kills} kills at compaction start");
+    eprintln!("crash test, {mode} mode: {acks_total} acknowledged batches checked, {compaction_kills} kills at compaction start");
     assert!(acks_total > 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
