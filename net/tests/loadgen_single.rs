@@ -110,6 +110,35 @@ fn single_mode_against_redis_server() {
         n["duration_s"] >= 0.4,
         "2000 requests at 4000/s take 0.5 s: {json}"
     );
+
+    // `--congestion`: reno is built into every kernel and always allowed;
+    // an algorithm the kernel lacks is a clear error before any load.
+    let json = run_bench(&[
+        "--mode",
+        "single",
+        "--port",
+        &port,
+        "--connections",
+        "4",
+        "--pipeline",
+        "16",
+        "--requests",
+        "4000",
+        "--congestion",
+        "reno",
+    ]);
+    assert_sane(&json, 4000.0, 0.0);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tessera-bench"))
+        .args(["--mode", "single", "--port", &port, "--requests", "100"])
+        .args(["--congestion", "no_such_cc", "--quiet"])
+        .output()
+        .expect("running tessera-bench");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("congestion control no_such_cc"),
+        "names the algorithm: {stderr}"
+    );
 }
 
 fn numbers_of(json: &str) -> std::collections::HashMap<String, f64> {

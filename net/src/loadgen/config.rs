@@ -16,6 +16,8 @@ pub const KEYSPACE_MAX: u64 = 100_000_000;
 pub const DATA_SIZE_MAX: usize = 1024 * 1024;
 /// Longest run, so a typo can't occupy a shared machine for days.
 pub const DURATION_MAX_S: u64 = 24 * 3600;
+/// Longest `--congestion` name: the kernel's `TCP_CA_NAME_MAX` (16) less its NUL.
+pub const CONGESTION_NAME_LEN_MAX: usize = 15;
 
 pub const DEFAULT_PORT: u16 = 7379;
 
@@ -68,6 +70,11 @@ pub struct Config {
     pub plot: Option<String>,
     /// Suppress the live progress line.
     pub quiet: bool,
+    /// TCP congestion control of the client's sockets (`TCP_CONGESTION`);
+    /// `None` keeps the system's default. It runs in the *server's* context
+    /// too (on every reply and ACK the server's CPU delivers to us), so it
+    /// is part of what a load generator costs the server.
+    pub congestion: Option<String>,
 }
 
 impl Default for Config {
@@ -91,6 +98,7 @@ impl Default for Config {
             json: false,
             plot: None,
             quiet: false,
+            congestion: None,
         }
     }
 }
@@ -115,6 +123,8 @@ tessera-bench: io_uring load generator for Tessera and any RESP server
   --json                  print one JSON object instead of the text report
   --plot FILE             write an SVG of throughput/latency over time
   --quiet                 no live progress line
+  --congestion NAME       TCP congestion control of the client's sockets,
+                          e.g. reno (default: the system's)
   --help
 ";
 
@@ -281,6 +291,23 @@ impl Config {
                 "--json" => config.json = true,
                 "--plot" => config.plot = Some(value(&flag)?),
                 "--quiet" => config.quiet = true,
+                "--congestion" => {
+                    let text = value(&flag)?;
+                    let valid = !text.is_empty()
+                        && text.len() <= CONGESTION_NAME_LEN_MAX
+                        && text
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                    if !valid {
+                        return Err(ConfigError::BadValue {
+                            flag,
+                            value: text,
+                            expected:
+                                "a congestion control name of at most 15 characters, e.g. reno",
+                        });
+                    }
+                    config.congestion = Some(text);
+                }
                 "--help" | "-h" => return Err(ConfigError::HelpRequested),
                 _ => return Err(ConfigError::UnknownFlag { flag }),
             }
@@ -345,6 +372,8 @@ mod tests {
             "--json",
             "--plot",
             "out.svg",
+            "--congestion",
+            "reno",
         ])
         .unwrap();
         assert_eq!(config.host, "10.0.0.1");
@@ -361,6 +390,8 @@ mod tests {
         assert_eq!(config.mode, Mode::Single);
         assert!(config.json);
         assert_eq!(config.plot.as_deref(), Some("out.svg"));
+        assert_eq!(config.congestion.as_deref(), Some("reno"));
+        assert_eq!(parse(&[]).unwrap().congestion, None);
     }
 
     #[test]
@@ -397,5 +428,14 @@ mod tests {
             parse(&["--mode", "both"]),
             Err(ConfigError::BadValue { .. })
         ));
+        for name in ["", "a_name_longer_than_15", "re no", "reno\0"] {
+            assert!(
+                matches!(
+                    parse(&["--congestion", name]),
+                    Err(ConfigError::BadValue { .. })
+                ),
+                "{name:?}"
+            );
+        }
     }
 }

@@ -74,6 +74,13 @@ pub enum LoadgenError {
         cpu: usize,
         source: std::io::Error,
     },
+    /// `--congestion`: the kernel lacks the algorithm (`ENOENT`) or does
+    /// not allow it to unprivileged sockets (`EPERM`; see
+    /// `net.ipv4.tcp_allowed_congestion_control`).
+    Congestion {
+        name: String,
+        source: std::io::Error,
+    },
     /// A cluster port owns no key of the keyspace (keyspace too small).
     EmptyPool {
         addr: SocketAddr,
@@ -96,6 +103,9 @@ impl fmt::Display for LoadgenError {
             Self::Connect { addr, source } => write!(f, "cannot connect to {addr}: {source}"),
             Self::Ring { source } => write!(f, "io_uring: {source}"),
             Self::Pin { cpu, source } => write!(f, "cannot pin to cpu {cpu}: {source}"),
+            Self::Congestion { name, source } => {
+                write!(f, "cannot set TCP congestion control {name}: {source}")
+            }
             Self::EmptyPool { addr, keyspace } => {
                 write!(f, "{addr} owns none of the {keyspace} keys; raise --keyspace")
             }

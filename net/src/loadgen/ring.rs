@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
-use super::config::Config;
+use super::config::{Config, CONGESTION_NAME_LEN_MAX};
 use super::stats::{new_histogram, Command, LiveSlot, RunStats};
 use super::wire::{frame_reply, RequestEncoder};
 use super::workload::{KeyChooser, KeyPool, Rng, Zipf, KEY_LEN};
@@ -225,6 +225,15 @@ fn prepare(plan: &ThreadPlan, config: &Config) -> Result<(IoUring, Vec<Conn>), L
                     addr: target.addr,
                     source,
                 })?;
+            // Off by default (the system's algorithm): against bbr, reno
+            // measured within the noise on both the client's CPU and the
+            // server's (BENCHMARKS.md, "Fifth session").
+            if let Some(name) = &config.congestion {
+                set_congestion(&stream, name).map_err(|source| LoadgenError::Congestion {
+                    name: name.clone(),
+                    source,
+                })?;
+            }
             let seed = ((plan.index as u64) << 40) ^ ((target_index as u64) << 20) ^ slot as u64;
             let start = seed.wrapping_mul(0x9e37_79b9) % target.pool.len();
             conns.push(Conn {
@@ -737,6 +746,26 @@ fn push(ring: &mut IoUring, entry: &squeue::Entry) -> Result<(), LoadgenError> {
     }
 }
 
+/// Set the socket's TCP congestion control (`TCP_CONGESTION`) to `name`.
+fn set_congestion(stream: &TcpStream, name: &str) -> io::Result<()> {
+    assert!(!name.is_empty() && name.len() <= CONGESTION_NAME_LEN_MAX);
+    // SAFETY: the kernel reads `name.len()` bytes from `name` (it needs no
+    // NUL: the length bounds the copy); the socket is ours.
+    let result = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_ptr().cast(),
+            name.len() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Pin the calling thread to `cpu`.
 fn pin_to_cpu(cpu: usize) -> Result<(), LoadgenError> {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET bounds-checks
@@ -792,5 +821,37 @@ mod tests {
         assert_eq!(size, RECV_BUFFER_BYTES_CEILING + RECV_BUFFER_STAGGER_BYTES);
         assert!(usize::from(count) * size <= RECV_BUFFERS_TOTAL_BYTES_MAX);
         assert!(usize::from(count) >= RECV_BUFFER_COUNT_MIN);
+    }
+
+    /// The socket's congestion control as the kernel reports it.
+    fn congestion_of(stream: &TcpStream) -> String {
+        let mut name = [0u8; CONGESTION_NAME_LEN_MAX + 1];
+        let mut len = name.len() as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into `name`.
+        let result = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_CONGESTION,
+                name.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(result, 0, "{}", io::Error::last_os_error());
+        let name = &name[..len as usize];
+        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        String::from_utf8(name[..end].to_vec()).expect("an ASCII name")
+    }
+
+    #[test]
+    fn congestion_control_is_set_or_refused() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+        // reno is built into every kernel and always allowed.
+        set_congestion(&stream, "reno").expect("reno");
+        assert_eq!(congestion_of(&stream), "reno");
+        let error = set_congestion(&stream, "no_such_cc").expect_err("unknown");
+        assert_eq!(error.raw_os_error(), Some(libc::ENOENT));
+        assert_eq!(congestion_of(&stream), "reno", "a refusal changes nothing");
     }
 }
