@@ -9,8 +9,14 @@
 //!   oflag=direct`, 1 MiB blocks, fdatasync at the end), the peer of `async`.
 //! - `async`: sustained async-mode ingest (1 KiB values, 1,000-record
 //!   batches, 10 ms flush interval, merges running), MB/s of keys + values,
-//!   next to the same ingest into a memory-only store, each also per second
-//!   of the process's CPU time (a figure the machine's noise barely moves).
+//!   by one core and by every core at once (`TESSERA_BENCH_CORES`, default
+//!   all: one pinned executor and store per core in one data dir, as a
+//!   server's cores share its disk), next to the same ingest into a
+//!   memory-only store; each also per second of the process's CPU time (a
+//!   figure the machine's noise barely moves), with the merger's copies per
+//!   byte and the ingest thread's running / runnable / blocked shares of
+//!   its wall time (runnable: another job had the CPU; blocked: the ingest
+//!   waited for its disk).
 //!   `ingest` runs the two ingests without `disk`; `ingest-cold` one async
 //!   ingest as the first thing its process does (see `main`).
 //! - `flush`: the segment log alone appending groups of 8 commits of ~1 MB
