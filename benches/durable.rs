@@ -87,8 +87,14 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn run<T: 'static>(future: impl std::future::Future<Output = T> + 'static) -> T {
+    run_on(glommio::Placement::Unbound, future)
+}
+
+/// Runs `future` on a new executor placed as asked, its `io_memory` from
+/// `TESSERA_BENCH_IO_MEMORY`.
+fn run_on<T>(placement: glommio::Placement, future: impl std::future::Future<Output = T>) -> T {
     let io_memory = env_u64("TESSERA_BENCH_IO_MEMORY", 1 << 20) as usize;
-    LocalExecutorBuilder::default()
+    LocalExecutorBuilder::new(placement)
         .io_memory(io_memory)
         .make()
         .unwrap()
@@ -302,15 +308,11 @@ fn async_ingest(mb: u64, cores: u32) -> Rate {
                     } else {
                         glommio::Placement::Fixed(core as usize)
                     };
-                    LocalExecutorBuilder::new(placement)
-                        .io_memory(env_u64("TESSERA_BENCH_IO_MEMORY", 1 << 20) as usize)
-                        .make()
-                        .unwrap()
-                        .run(async move {
-                            started.wait();
-                            let first = u64::from(core) * records;
-                            ingest_core(root, core, cores, first, records).await
-                        })
+                    run_on(placement, async move {
+                        started.wait();
+                        let first = u64::from(core) * records;
+                        ingest_core(root, core, cores, first, records).await
+                    })
                 })
             })
             .collect();

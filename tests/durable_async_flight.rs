@@ -145,3 +145,50 @@ fn a_light_load_waits_half_an_interval_before_its_flight() {
         assert_eq!(durable.file_commits(), 1);
     });
 }
+
+#[test]
+fn a_flight_minimum_out_of_range_is_refused_and_the_store_keeps_its_data() {
+    let dir = fresh_dir("durable-async-flight-config");
+    run(async move {
+        let mut durable = reopen(&dir).await;
+        commit_keys(&mut durable, 0..3).await;
+        durable.close().await.unwrap();
+        let before = listing(&dir);
+        for bad in [0, tessera_engine::UNPERSISTED_SEGMENTS_MAX + 1] {
+            let error =
+                DurableStore::open_with(DmaLayer, &dir, 0, config(60_000, bad), store_config())
+                    .await
+                    .err()
+                    .unwrap_or_else(|| panic!("flight_segments_min {bad} accepted"));
+            assert!(
+                matches!(
+                    error,
+                    tessera_engine::PersistError::InvalidConfig {
+                        field: "flight_segments_min",
+                        ..
+                    }
+                ),
+                "{error}"
+            );
+            assert!(error.to_string().contains("flight_segments_min"), "{error}");
+        }
+        let after = listing(&dir);
+        assert_eq!(before, after, "a refused open touches no file");
+        let durable = reopen(&dir).await;
+        assert_eq!(dump(&durable).len(), 3);
+    });
+}
+
+/// The directory's files with their sizes, by name.
+fn listing(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            (name, entry.metadata().unwrap().len())
+        })
+        .collect();
+    files.sort();
+    files
+}

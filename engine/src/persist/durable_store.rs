@@ -13,12 +13,13 @@
 //!   write is never served after the error is returned. (While the sync is
 //!   in flight other tasks of the core may already read the batch, as Redis
 //!   clients may read a write whose AOF fsync is pending.)
-//! - `async` ([`Durability::Async`]): `commit` only applies. Once the
-//!   oldest applied segment not yet handed to the log is half the flush
-//!   interval old (or more than half of [`UNPERSISTED_SEGMENTS_MAX`] wait),
-//!   `commit` and `maintenance_step` hand all of them to the log as one
-//!   group written by a task of its own (a *flight*, see `flight`) and go
-//!   on; a later call lands it. So the core applies the next batches while
+//! - `async` ([`Durability::Async`]): `commit` only applies. Once no
+//!   flight is on its way and [`DurableConfig::flight_segments_min`]
+//!   applied segments wait for the disk, or the oldest of them is half the
+//!   flush interval old ([`DurableStore::flight_due`]), `commit` and
+//!   `maintenance_step` hand all of them to the log as one group written by
+//!   a task of its own (a *flight*, see `flight`) and go on; a later call
+//!   lands it. So the core applies the next batches while
 //!   the disk writes and syncs the last ones, and a segment is durable
 //!   within about one interval. [`DurableStore::flush`] (shutdown, tests)
 //!   lands the flight and writes the rest before it returns. On a disk

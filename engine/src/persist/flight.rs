@@ -43,20 +43,14 @@ const TURN_TIMER: Duration = Duration::from_micros(1);
 /// A flight's outcome: the log's position after its last commit.
 pub(super) type FlightResult<P> = Result<P, PersistError>;
 
-/// The task writing one group, and how many commits it carries.
+/// The task writing one group.
 pub(super) struct Flight<P: 'static> {
     handle: JoinHandle<FlightResult<P>>,
-    commits: usize,
 }
 
 impl<P: 'static> Flight<P> {
-    pub fn new(handle: JoinHandle<FlightResult<P>>, commits: usize) -> Flight<P> {
-        assert!(commits > 0, "a flight carries at least one commit");
-        Flight { handle, commits }
-    }
-
-    pub fn commits(&self) -> usize {
-        self.commits
+    pub fn new(handle: JoinHandle<FlightResult<P>>) -> Flight<P> {
+        Flight { handle }
     }
 
     /// The outcome once the task is done. A flight task never panics

@@ -365,11 +365,6 @@ impl<L: FileLayer> SegmentLog<L> {
         self.flight.is_some()
     }
 
-    /// Commits of the group in flight (0 without one).
-    pub fn flight_commits(&self) -> usize {
-        self.flight.as_ref().map_or(0, Flight::commits)
-    }
-
     /// Hands the `count` newest segments of `snapshot` to a task of their
     /// own, which writes them as one fdatasync group (concurrently, as
     /// [`SegmentLog::append_all`] does) and syncs them; returns at once.
@@ -419,7 +414,7 @@ impl<L: FileLayer> SegmentLog<L> {
                 .map_err(|e| PersistError::io("fdatasync", &path, e))?;
             Ok(after)
         });
-        self.flight = Some(Flight::new(task.detach(), count));
+        self.flight = Some(Flight::new(task.detach()));
     }
 
     /// Lands the flight if it is done: `Ready(Some(Ok(last_seq)))` when its
