@@ -7,6 +7,21 @@
 //! merge only when the segments above it have grown comparable to it, so each
 //! record is rewritten O(log n) times instead of once per batch.
 //!
+//! The bottom of the stack, the store's bulk, has a ratio of its own,
+//! [`BOTTOM_SIZE_RATIO`]: it joins only once the run above it is at least
+//! half its size. Rewriting it costs the whole store, and at a ratio of 4 a
+//! growing store rewrote its bottom every time it grew by a fifth: a
+//! geometric sum of about five copies of the final store (a 512 MB bulk
+//! load's merges copied each byte 3.3-4.0 times in all). At 2 each rewrite
+//! grows the bottom by half at least, and the sum is about three copies:
+//! 2.7-3.0 in all, and the in-memory ingest ran 10-70 % faster. A steady
+//! overwrite load spent less merge CPU per write too, with a lower p99
+//! (BENCHMARKS.md, "Sixth session"). Parity (1) saved a little more on the
+//! ingest but doubled the sync-mode server's p99.9: its bottom then waited
+//! for the dead-record rule, and went in whole-stack merges. Above the
+//! bottom the ratio stays 4: at 2, runs of tiny overwrite batches fell into
+//! merging the same segments over and over (`merge_sim`, 45-op batches).
+//!
 //! A [`MergeJob`] owns `Rc`s of its input segments (they stay readable in the
 //! stack and in snapshots throughout) and proceeds in steps that each stop at
 //! a deadline: first a k-way merge of records into output buffers (newest
@@ -47,6 +62,8 @@ use std::time::Duration;
 /// A merge takes in an older segment while it is at most this many times the
 /// size of the newer segments gathered so far.
 pub(crate) const SIZE_RATIO: usize = 4;
+/// [`SIZE_RATIO`] for the bottom segment of the stack (see the module docs).
+pub(crate) const BOTTOM_SIZE_RATIO: usize = 2;
 /// Records merged (or indexed) between two looks at the clock.
 const RECORDS_PER_CLOCK_CHECK: usize = 32;
 /// Record bytes copied between two looks at the clock (at most): 32 records
@@ -56,12 +73,22 @@ const COPY_BYTES_PER_CLOCK_CHECK: usize = 64 * 1024;
 const COPY_CHUNK_BYTES: usize = 256 * 1024;
 
 /// The run of `sizes` (oldest first) to merge next; at least two segments.
-pub(crate) fn choose_run(sizes: &[usize]) -> Range<usize> {
+/// `sizes[0]` is the bottom of the stack when `from_bottom` (a top merge
+/// chooses among the segments above a running one).
+pub(crate) fn choose_run(sizes: &[usize], from_bottom: bool) -> Range<usize> {
     let height = sizes.len();
     assert!(height >= 2, "a merge needs two segments");
     let mut start = height - 1;
     let mut total = sizes[start];
-    while start > 0 && sizes[start - 1] <= SIZE_RATIO.saturating_mul(total.max(1)) {
+    while start > 0 {
+        let ratio = if from_bottom && start == 1 {
+            BOTTOM_SIZE_RATIO
+        } else {
+            SIZE_RATIO
+        };
+        if sizes[start - 1] > ratio.saturating_mul(total.max(1)) {
+            break;
+        }
         start -= 1;
         total += sizes[start];
     }
@@ -832,15 +859,28 @@ mod tests {
 
     #[test]
     fn small_segments_merge_among_themselves() {
-        assert_eq!(choose_run(&[1000, 1, 1, 1]), 1..4);
-        assert_eq!(choose_run(&[1000, 300, 10, 10]), 2..4);
-        assert_eq!(choose_run(&[100, 30, 10, 10]), 0..4);
-        assert_eq!(choose_run(&[10, 10]), 0..2);
+        for from_bottom in [false, true] {
+            assert_eq!(choose_run(&[1000, 1, 1, 1], from_bottom), 1..4);
+            assert_eq!(choose_run(&[1000, 300, 10, 10], from_bottom), 2..4);
+            assert_eq!(choose_run(&[10, 10], from_bottom), 0..2);
+        }
+        assert_eq!(choose_run(&[100, 30, 10, 10], false), 0..4);
+    }
+
+    #[test]
+    fn the_bottom_joins_only_a_run_of_half_its_size() {
+        // 110 is within 4x of the 50 above it, but not within 2x.
+        assert_eq!(choose_run(&[110, 30, 10, 10], true), 1..4);
+        assert_eq!(choose_run(&[100, 30, 10, 10], true), 0..4);
+        // Above the bottom the ratio is still 4.
+        assert_eq!(choose_run(&[1000, 100, 30, 10, 10], true), 1..5);
     }
 
     #[test]
     fn a_run_has_at_least_two_segments() {
-        assert_eq!(choose_run(&[1_000_000, 1000, 10, 1]), 2..4);
-        assert_eq!(choose_run(&[5, 0]), 0..2);
+        for from_bottom in [false, true] {
+            assert_eq!(choose_run(&[1_000_000, 1000, 10, 1], from_bottom), 2..4);
+            assert_eq!(choose_run(&[5, 0], from_bottom), 0..2);
+        }
     }
 }
