@@ -14,11 +14,12 @@
 //! geometric sum of about five copies of the final store (a 512 MB bulk
 //! load's merges copied each byte 3.3-4.0 times in all). At 2 each rewrite
 //! grows the bottom by half at least, and the sum is about three copies:
-//! 2.7-3.0 in all, and the in-memory ingest ran 10-70 % faster. A steady
-//! overwrite load spent less merge CPU per write too, with a lower p99
-//! (BENCHMARKS.md, "Sixth session"). Parity (1) saved a little more on the
-//! ingest but doubled the sync-mode server's p99.9: its bottom then waited
-//! for the dead-record rule, and went in whole-stack merges. Above the
+//! 2.7-3.0 in all, and the in-memory ingest ran 1.13-1.19x as fast. A
+//! steady overwrite load spent 0.71-0.90x the merge CPU per write, and the
+//! sync-mode server's p99 fell (BENCHMARKS.md, "Sixth session"). Parity
+//! (1) saved a little more on the ingest but raised that server's p99.9
+//! from 7-8 ms to 9-22 ms: its bottom then waited for the dead-record
+//! rule, and went in whole-stack merges. Above the
 //! bottom the ratio stays 4: at 2, runs of tiny overwrite batches fell into
 //! merging the same segments over and over (`merge_sim`, 45-op batches).
 //!
