@@ -21,7 +21,9 @@
 //!   ingest as the first thing its process does (see `main`).
 //! - `flush`: the segment log alone appending groups of 8 commits of ~1 MB
 //!   (one `append_all` each: the writes, then one fdatasync), MB/s next to
-//!   `dd` in the same runs: how much of the disk a flush gets.
+//!   `dd` in the same runs: how much of the disk a flush gets. `async` also
+//!   runs it on every core at once, next to the all-core ingest: the disk's
+//!   ceiling at the ingest's own sync cadence.
 //! - `sync`: sync-mode writes per second on one core with 1, 16 and 256
 //!   concurrent writer tasks (group commit).
 //! - `reopen`: time to reopen a compacted store of N records (default 10M;
@@ -289,19 +291,22 @@ async fn ingest_core(
     )
 }
 
-/// MB/s of key + value bytes ingested in async mode, durable at the end,
-/// by `cores` cores at once (each its own pinned executor, store and file
-/// in one data dir, `mb / cores` each, as a server's cores share a disk).
-/// One core runs on this thread, unpinned, as it always has.
-fn async_ingest(mb: u64, cores: u32) -> Rate {
-    let root = fresh("async");
-    let records = mb * 1000 / u64::from(cores);
-    DataDir::open_or_create(&root, cores).unwrap();
+/// Runs `job(core)` for every core at once, each on an executor of its own
+/// (pinned to its core when there are several; one core runs unpinned, as
+/// the one-core figures always have), all started together. Returns the
+/// wall and process CPU seconds from the start to the last one's end, and
+/// the jobs' results in core order.
+fn on_cores<T, F, Fut>(cores: u32, job: F) -> (f64, f64, Vec<T>)
+where
+    T: Send,
+    F: Fn(u32) -> Fut + Sync,
+    Fut: std::future::Future<Output = T>,
+{
     let started = std::sync::Barrier::new(cores as usize + 1);
-    let (elapsed, cpu, copies, thread) = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let threads: Vec<_> = (0..cores)
             .map(|core| {
-                let (root, started) = (&root, &started);
+                let (job, started) = (&job, &started);
                 scope.spawn(move || {
                     let placement = if cores == 1 {
                         glommio::Placement::Unbound
@@ -310,8 +315,7 @@ fn async_ingest(mb: u64, cores: u32) -> Rate {
                     };
                     run_on(placement, async move {
                         started.wait();
-                        let first = u64::from(core) * records;
-                        ingest_core(root, core, cores, first, records).await
+                        job(core).await
                     })
                 })
             })
@@ -319,51 +323,69 @@ fn async_ingest(mb: u64, cores: u32) -> Rate {
         started.wait();
         let wall_started = Instant::now();
         let cpu_started = cpu_secs();
-        let results: Vec<(f64, ThreadTime)> =
-            threads.into_iter().map(|t| t.join().unwrap()).collect();
-        let copies = results.iter().map(|r| r.0).sum::<f64>() / results.len() as f64;
+        let results: Vec<T> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         (
             wall_started.elapsed().as_secs_f64(),
             cpu_secs() - cpu_started,
-            copies,
-            results[0].1,
+            results,
         )
+    })
+}
+
+/// MB/s of key + value bytes ingested in async mode, durable at the end,
+/// by `cores` cores at once (each its own pinned executor, store and file
+/// in one data dir, `mb / cores` each, as a server's cores share a disk).
+fn async_ingest(mb: u64, cores: u32) -> Rate {
+    let root = fresh("async");
+    let records = mb * 1000 / u64::from(cores);
+    DataDir::open_or_create(&root, cores).unwrap();
+    let (elapsed, cpu, results) = on_cores(cores, |core| {
+        let root = &root;
+        async move {
+            let first = u64::from(core) * records;
+            ingest_core(root, core, cores, first, records).await
+        }
     });
     std::fs::remove_dir_all(&root).unwrap();
+    let copies = results.iter().map(|r| r.0).sum::<f64>() / results.len() as f64;
     let bytes = records * u64::from(cores) * INGEST_RECORD_BYTES;
-    Rate::of(bytes, elapsed, cpu, copies, thread)
+    Rate::of(bytes, elapsed, cpu, copies, results[0].1)
 }
 
 /// Commits per group in the `flush` benchmark: what one async flush of the
-/// ingest writes (a 10 ms interval holds 7-10 batches of ~1 MB).
+/// ingest writes (a 10 ms interval holds 7-10 batches of ~1 MB; a bulk
+/// load's flights carry ~8.5).
 const FLUSH_BENCH_GROUP_COMMITS: usize = 8;
 
 /// MB/s of the log alone writing `mb` MB as groups of
 /// [`FLUSH_BENCH_GROUP_COMMITS`] commits of ~1 MB (1,000 records), each
 /// group one `append_all`, i.e. its writes and one fdatasync: how much of
-/// the disk's bandwidth a flush gets, with no engine work in between.
-fn flush_groups(mb: u64) -> Rate {
-    let dir = fresh("flush");
-    run(async move {
-        let (mut log, _, _) = SegmentLog::open(DmaLayer, &dir, 0, false).await.unwrap();
-        let meta: Vec<u64> = (0..2000).collect();
-        let data = vec![0x5au8; 1000 * 1016];
-        let groups = (mb as usize).div_ceil(FLUSH_BENCH_GROUP_COMMITS);
-        let thread_started = ThreadTime::start();
-        let started = Instant::now();
-        let cpu_started = cpu_secs();
-        for _ in 0..groups {
-            let segments = (0..FLUSH_BENCH_GROUP_COMMITS).map(|_| (&meta[..], &data[..]));
-            log.append_all(segments).await.unwrap();
+/// the disk's bandwidth a flush gets, with no engine work in between. With
+/// several cores, each writes `mb / cores` to a log of its own at once: the
+/// disk's ceiling for the all-core ingest, which syncs as often.
+fn flush_groups(mb: u64, cores: u32) -> Rate {
+    let root = fresh("flush");
+    let groups = (mb as usize / cores as usize).div_ceil(FLUSH_BENCH_GROUP_COMMITS);
+    let (elapsed, cpu, results) = on_cores(cores, |core| {
+        let dir = root.join(format!("core-{core}"));
+        async move {
+            std::fs::create_dir_all(&dir).unwrap();
+            let (mut log, _, _) = SegmentLog::open(DmaLayer, &dir, core, false).await.unwrap();
+            let meta: Vec<u64> = (0..2000).collect();
+            let data = vec![0x5au8; 1000 * 1016];
+            let thread_started = ThreadTime::start();
+            for _ in 0..groups {
+                let segments = (0..FLUSH_BENCH_GROUP_COMMITS).map(|_| (&meta[..], &data[..]));
+                log.append_all(segments).await.unwrap();
+            }
+            let bytes = log.file_bytes();
+            log.close().await.unwrap();
+            (bytes, ThreadTime::since(thread_started))
         }
-        let elapsed = started.elapsed().as_secs_f64();
-        let cpu = cpu_secs() - cpu_started;
-        let bytes = log.file_bytes();
-        log.close().await.unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-        let thread = ThreadTime::since(thread_started);
-        Rate::of(bytes, elapsed, cpu, 0.0, thread)
-    })
+    });
+    std::fs::remove_dir_all(&root).unwrap();
+    let bytes = results.iter().map(|r| r.0).sum();
+    Rate::of(bytes, elapsed, cpu, 0.0, results[0].1)
 }
 
 /// MB/s of the same ingest into a plain in-memory store: the ceiling the
@@ -609,6 +631,7 @@ fn main() {
         let mut disk = Vec::new();
         let mut durable = Vec::new();
         let mut node = Vec::new();
+        let mut node_log = Vec::new();
         let mut memory = Vec::new();
         // Sustained ingest: the first ingest of a process also grows its
         // heap (page faults for every byte of it), which the ones after
@@ -623,6 +646,9 @@ fn main() {
             durable.push(async_ingest(ingest_mb, 1));
             if cores > 1 {
                 node.push(async_ingest(ingest_mb, cores));
+                if with_disk {
+                    node_log.push(flush_groups(ingest_mb, cores));
+                }
             }
             memory.push(memory_ingest(ingest_mb));
         }
@@ -676,6 +702,15 @@ fn main() {
                     "async ingest = {:.0}% of the disk with {cores} cores",
                     wall(&node) / disk * 100.0
                 );
+                // The disk at the ingest's own sync cadence, all cores
+                // writing at once: what the all-core ingest could reach.
+                let log = wall(&node_log);
+                println!(
+                    "segment log alone, {cores} cores at once (groups of \
+                     {FLUSH_BENCH_GROUP_COMMITS} commits of ~1 MB, an fdatasync each): \
+                     median {log:.0} MB/s; async ingest = {:.0}% of it",
+                    wall(&node) / log * 100.0
+                );
             }
         }
     }
@@ -684,7 +719,7 @@ fn main() {
         let mut flush = Vec::new();
         for _ in 0..runs {
             disk.push(disk_bandwidth(ingest_mb));
-            flush.push(flush_groups(ingest_mb));
+            flush.push(flush_groups(ingest_mb, 1));
             println!(
                 "run: dd {:.0} MB/s, flush {:.0} MB/s",
                 disk.last().unwrap(),

@@ -3,7 +3,8 @@
 # `cargo bench --bench durable --no-run`, copied away so a rebuild does not
 # replace them), one run each per round, so all see the same machine noise.
 # Each run prints the disk's dd bandwidth, the one-core and all-core async
-# ingests and the in-memory one; this prints one line per binary per round.
+# ingests, the in-memory one and (builds that have it) the segment log
+# alone on every core at once; this prints one line per binary per round.
 #
 #   BINS="/tmp/durable-a /tmp/durable-b" ROUNDS=6 MB=512 scripts/ab-ingest.sh
 #
@@ -27,9 +28,11 @@ for round in $(seq "$ROUNDS"); do
                 split($0, c, "blocked "); split(c[2], d, "%"); one_blocked = d[1] }
             /^async ingest, [0-9]+ cores/ { split($0, a, "median "); split(a[2], b, " "); all = b[1] }
             /^disk O_DIRECT/ { split($0, a, "median "); split(a[2], b, " "); dd = b[1] }
+            /^segment log alone/ { split($0, a, "median "); split(a[2], b, " "); log_all = b[1] }
             END {
                 printf "dd %s  one-core %s (blocked %s%%)  all-cores %s  in-memory %s", dd, one, one_blocked, all, mem
                 if (dd > 0) printf "  one/dd %.0f%%  all/dd %.0f%%", 100 * one / dd, 100 * all / dd
+                if (log_all > 0) printf "  log-all %s  all/log-all %.0f%%", log_all, 100 * all / log_all
             }' <<<"$out")
         printf '%s  %-28s %s  load %s\n' "$round" "$(basename "$bin")" "$summary" \
             "$(cut -d' ' -f1 /proc/loadavg)"
