@@ -531,12 +531,9 @@ impl<L: FileLayer> DurableStore<L> {
         assert_ne!(self.config.durability, Durability::Sync);
         if self.log.in_flight() {
             self.turns.turn_if_due(Instant::now()).await;
-            let landed = poll_fn(|cx| Poll::Ready(self.log.poll_flight(cx))).await;
-            match landed {
-                Poll::Pending => return Ok(()),
-                Poll::Ready(landed) => {
-                    self.after_flight(landed.expect("a flight was on its way"))?;
-                }
+            match self.land_flight_if_done().await {
+                None => return Ok(()),
+                Some(landed) => landed?,
             }
         }
         if self.rewrite_needed || !self.flight_due(Instant::now()) {
@@ -616,12 +613,22 @@ impl<L: FileLayer> DurableStore<L> {
                 break;
             }
             self.turns.turn_now().await;
-            let landed = poll_fn(|cx| Poll::Ready(self.log.poll_flight(cx))).await;
-            if let Poll::Ready(landed) = landed {
-                return self.after_flight(landed.expect("a flight was on its way"));
+            if let Some(landed) = self.land_flight_if_done().await {
+                return landed;
             }
         }
         self.land_flight().await
+    }
+
+    /// Lands the flight on its way if it is done, without waiting for it;
+    /// `None` while it is still out.
+    async fn land_flight_if_done(&mut self) -> Option<Result<(), PersistError>> {
+        match poll_fn(|cx| Poll::Ready(self.log.poll_flight(cx))).await {
+            Poll::Pending => None,
+            Poll::Ready(landed) => {
+                Some(self.after_flight(landed.expect("a flight was on its way")))
+            }
+        }
     }
 
     /// Merge steps below the unpersisted segments until `deadline`; false

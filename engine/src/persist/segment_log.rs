@@ -389,11 +389,6 @@ impl<L: FileLayer> SegmentLog<L> {
         let sync_group = self.sync_groups.then_some(self.end);
         let in_flight_max = self.writes_in_flight_max();
         let task = glommio::spawn_local(async move {
-            if let Some(end) = truncate_to {
-                file.truncate(end)
-                    .await
-                    .map_err(|e| PersistError::io("truncate", &path, e))?;
-            }
             let group = GroupWriter {
                 file: &*file,
                 path: &path,
@@ -408,11 +403,7 @@ impl<L: FileLayer> SegmentLog<L> {
                 .segments()
                 .skip(height - count)
                 .map(|(data, meta)| (meta, data));
-            let after = group.write(start, segments).await?;
-            file.fdatasync()
-                .await
-                .map_err(|e| PersistError::io("fdatasync", &path, e))?;
-            Ok(after)
+            group.write_synced(truncate_to, start, segments).await
         });
         self.flight = Some(Flight::new(task.detach()));
     }
@@ -491,13 +482,8 @@ impl<L: FileLayer> SegmentLog<L> {
     ) -> Result<u64, PersistError> {
         self.assert_grounded("append");
         let file = self.file.as_ref().expect("log is open");
-        if self.dirty_tail {
-            file.truncate(self.end)
-                .await
-                .map_err(|e| PersistError::io("truncate", &self.path, e))?;
-            self.dirty_tail = false;
-        }
-        // Until the sync below succeeds the tail is unknown.
+        let truncate_to = self.dirty_tail.then_some(self.end);
+        // Until the group's sync succeeds the tail is unknown.
         self.dirty_tail = true;
         let group = GroupWriter {
             file: &**file,
@@ -507,10 +493,9 @@ impl<L: FileLayer> SegmentLog<L> {
             in_flight_max: self.writes_in_flight_max(),
             pause_after_write: true,
         };
-        let after = group.write(self.position(), segments).await?;
-        file.fdatasync()
-            .await
-            .map_err(|e| PersistError::io("fdatasync", &self.path, e))?;
+        let after = group
+            .write_synced(truncate_to, self.position(), segments)
+            .await?;
         Ok(self.advance(after))
     }
 
@@ -769,6 +754,31 @@ struct GroupWriter<'f, F: LogFile> {
 }
 
 impl<F: LogFile> GroupWriter<'_, F> {
+    /// One fdatasync group from start to durable: cuts the file back to
+    /// `truncate_to` first (bytes a failed group may have left), writes the
+    /// segments from `start` on, then fdatasyncs. Returns the position
+    /// after the last commit.
+    async fn write_synced<'a>(
+        &self,
+        truncate_to: Option<u64>,
+        start: LogPosition,
+        segments: impl IntoIterator<Item = (&'a [u64], &'a [u8])>,
+    ) -> Result<LogPosition, PersistError> {
+        if let Some(end) = truncate_to {
+            assert_eq!(end, start.end, "a group starts where the file is cut");
+            self.file
+                .truncate(end)
+                .await
+                .map_err(|e| PersistError::io("truncate", self.path, e))?;
+        }
+        let after = self.write(start, segments).await?;
+        self.file
+            .fdatasync()
+            .await
+            .map_err(|e| PersistError::io("fdatasync", self.path, e))?;
+        Ok(after)
+    }
+
     /// Writes each segment as a commit from `start` on and returns the
     /// position after the last. Every write issued has completed when this
     /// returns, whatever the outcome, so the caller may truncate the file
