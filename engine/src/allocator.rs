@@ -13,19 +13,28 @@
 //!
 //! [`retain_freed_memory`] makes a process keep freed memory instead:
 //!
-//! - `M_MMAP_THRESHOLD` at 1 GiB: every buffer below it comes from the
-//!   heap, where freed space is coalesced and handed out again with its
-//!   pages still mapped (a bigger one keeps its own mapping, and its pages
-//!   are still released in chunks before it is freed);
-//! - `M_TRIM_THRESHOLD` at its maximum: the heap's top is never given back;
+//! - `M_MMAP_THRESHOLD` off (`-1`, no limit): every buffer, however large,
+//!   comes from the heap, where freed space is coalesced and handed out
+//!   again with its pages still mapped;
+//! - `M_TRIM_THRESHOLD` off (`-1`): the heap's top is never given back;
 //! - `M_ARENA_MAX` = 1: glibc's per-thread arenas cannot hold a buffer
 //!   larger than 64 MiB (they fall back to `mmap`), so all threads share the
 //!   main heap. Its lock is uncontended in practice: the stores allocate
 //!   only when a merge starts or a batch size is first seen, never per
 //!   request;
-//! - and the stores stop releasing the pages of freed buffers below that
-//!   size (the allocator would hand them out again, to be faulted back in
-//!   at once).
+//! - and the stores stop releasing the pages of the buffers they free (the
+//!   allocator would hand them out again, to be faulted back in at once).
+//!
+//! Both limits used to be finite: 1 GiB for the mmap threshold and
+//! `c_int::MAX` (~2 GiB) for trimming, the largest values `mallopt` takes
+//! other than `-1`. A store of 1 GiB or more per core then fell off a cliff
+//! in a sustained ingest: its bottom merges' outputs got mappings of their
+//! own, fresh pages every time, and freeing a gigabyte at the heap's top
+//! trimmed it, so the next merge faulted it all in again. Page faults took
+//! ~45 % of the CPU, and a 1 GiB in-memory ingest of 1 KiB values ran at
+//! 0.7-1.1 GB/s against 1.8-1.9 with no limits; at 2 GiB the durable
+//! one-core ingest ran at 0.3-0.6 against 1.0 GB/s (BENCHMARKS.md,
+//! "Seventh session").
 //!
 //! Retaining stops the merger from faulting in the same memory over and
 //! over, but not from faulting in memory the process never had: while a
@@ -72,30 +81,28 @@ pub fn retain_freed_memory() -> bool {
     true
 }
 
-/// glibc's mmap threshold once [`retain_freed_memory`] set it: buffers up
-/// to it come from the heap and stay mapped when freed.
-const MMAP_THRESHOLD_BYTES: usize = 1 << 30;
+/// What `mallopt` takes as "no limit" for the mmap and trim thresholds.
+const MALLOPT_UNLIMITED: libc::c_int = -1;
 
-/// Whether a freed buffer of `bytes` keeps its pages for the allocator to
-/// reuse. A bigger one still gets its own `mmap`, unmapped on free: its
-/// pages must be released in chunks first (`Segment::release_pages`), or the
-/// free would zap a gigabyte of resident pages inside one merge step.
-pub(crate) fn kept_on_free(bytes: usize) -> bool {
-    RETAINED.load(Ordering::Relaxed) && bytes < MMAP_THRESHOLD_BYTES
+/// Whether freed buffers keep their pages for the allocator to reuse: true
+/// once [`retain_freed_memory`] took, whatever their size. Otherwise a
+/// large buffer's pages must be released in chunks before it is freed
+/// (`Segment::release_pages`), or the free would zap hundreds of megabytes
+/// of resident pages inside one merge step.
+pub(crate) fn freed_memory_kept() -> bool {
+    RETAINED.load(Ordering::Relaxed)
 }
 
-/// Most bytes [`prefault_retained_memory`] takes. Once freed they sit at the
-/// top of the heap, which glibc trims as soon as it reaches its trim
-/// threshold (set to its maximum, `c_int::MAX`, ~2 GiB, by
-/// [`retain_freed_memory`]): a larger prefault would be handed straight
-/// back to the kernel.
+/// Most bytes [`prefault_retained_memory`] takes: a bound on the start-up
+/// work, since every page is faulted in before the caller goes on (~1-3 s
+/// per GiB on the development VM). A store growing beyond it faults the
+/// rest in as it grows, and keeps it from then on.
 pub const PREFAULT_BYTES_MAX: usize = 1 << 30;
 
-/// The heap is grown by allocations of at most this size: each must come
-/// from the heap, so it stays far below [`MMAP_THRESHOLD_BYTES`].
+/// The heap is grown by allocations of at most this size, so a prefault
+/// leaves free chunks of a size merges of large segments can use whole or
+/// coalesced.
 const PREFAULT_CHUNK_BYTES: usize = 64 << 20;
-const _: () = assert!(PREFAULT_CHUNK_BYTES < MMAP_THRESHOLD_BYTES);
-const _: () = assert!(PREFAULT_BYTES_MAX < libc::c_int::MAX as usize);
 
 /// Bytes between two writes when faulting pages in by hand.
 const PAGE_BYTES: usize = 4096;
@@ -203,13 +210,12 @@ fn touch_each_page(buffer: &mut [std::mem::MaybeUninit<u8>]) {
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_glibc() -> bool {
-    const _: () = assert!(MMAP_THRESHOLD_BYTES <= libc::c_int::MAX as usize);
     // SAFETY: mallopt only changes glibc's tuning parameters; it is called
     // before the threads that allocate concurrently exist (documented).
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1) == 1
-            && libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES as libc::c_int) == 1
-            && libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX) == 1
+            && libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOPT_UNLIMITED) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOPT_UNLIMITED) == 1
     }
 }
 
@@ -221,16 +227,6 @@ fn tune_glibc() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_buffers_below_the_mmap_threshold_keep_their_pages() {
-        assert!(retain_freed_memory(), "glibc on Linux takes the settings");
-        assert!(kept_on_free(1 << 20));
-        assert!(kept_on_free(MMAP_THRESHOLD_BYTES - 1));
-        // glibc still maps these on their own and unmaps them on free.
-        assert!(!kept_on_free(MMAP_THRESHOLD_BYTES));
-        assert!(!kept_on_free(4 << 30));
-    }
 
     #[test]
     fn prefault_takes_at_most_its_limit() {

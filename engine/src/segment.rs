@@ -11,7 +11,7 @@
 //! either way (see `record`), which is what lets a later persistence layer
 //! write the two buffers out and map them back without any translation.
 
-use crate::allocator::kept_on_free;
+use crate::allocator::freed_memory_kept;
 use crate::index::{hash_key, prefetch_read, slots_for, HashIndex, SEGMENT_RECORDS_MAX};
 use crate::pool::{release_pages, Pool, Purpose};
 use crate::record::{compare_keys, is_expired, Meta, Op, META_WORDS};
@@ -286,6 +286,11 @@ impl Segment {
     /// (retired, unshared) segment's buffers of 1 MiB and more; true once
     /// all are. Smaller ones are freed or pooled on drop as they are.
     pub fn release_pages(&mut self, chunk_bytes: usize) -> bool {
+        if freed_memory_kept() {
+            // Pages the allocator keeps for reuse would only fault back in
+            // (see `crate::allocator`): nothing to release.
+            return true;
+        }
         let regions = [
             large_region(&self.data),
             large_region(&self.meta),
@@ -293,9 +298,6 @@ impl Segment {
         ];
         let mut skip = self.released_bytes;
         for (address, bytes) in regions {
-            // Pages the allocator keeps for reuse would only fault back in
-            // (see `crate::allocator`): nothing to release.
-            let bytes = if kept_on_free(bytes) { 0 } else { bytes };
             if skip >= bytes {
                 skip -= bytes;
                 continue;
