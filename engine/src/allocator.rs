@@ -26,15 +26,15 @@
 //!   allocator would hand them out again, to be faulted back in at once).
 //!
 //! Both limits used to be finite: 1 GiB for the mmap threshold and
-//! `c_int::MAX` (~2 GiB) for trimming, the largest values `mallopt` takes
-//! other than `-1`. A store of 1 GiB or more per core then fell off a cliff
-//! in a sustained ingest: its bottom merges' outputs got mappings of their
-//! own, fresh pages every time, and freeing a gigabyte at the heap's top
-//! trimmed it, so the next merge faulted it all in again. Page faults took
-//! ~45 % of the CPU, and a 1 GiB in-memory ingest of 1 KiB values ran at
-//! 0.7-1.1 GB/s against 1.8-1.9 with no limits; at 2 GiB the durable
-//! one-core ingest ran at 0.3-0.6 against 1.0 GB/s (BENCHMARKS.md,
-//! "Seventh session").
+//! `c_int::MAX` (~2 GiB, the largest number `mallopt` takes) for trimming.
+//! A store of 1 GiB or more per core then fell off a cliff in a sustained
+//! ingest: its bottom merges' outputs got mappings of their own, fresh
+//! pages every time, and once more than ~2 GiB lay free at the heap's top
+//! it was trimmed, so the next merge faulted it all in again. Page faults took
+//! about half the CPU of a 2 GiB one-core ingest, and at the benchmark's
+//! 1 GiB the in-memory ingest of 1 KiB values ran at a median 0.86 GB/s
+//! against 1.83 with no limits, the async ingest on both cores at 1.10
+//! against 1.77 (BENCHMARKS.md, "Seventh session").
 //!
 //! Retaining stops the merger from faulting in the same memory over and
 //! over, but not from faulting in memory the process never had: while a
