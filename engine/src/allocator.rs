@@ -99,9 +99,9 @@ pub(crate) fn freed_memory_kept() -> bool {
 /// rest in as it grows, and keeps it from then on.
 pub const PREFAULT_BYTES_MAX: usize = 1 << 30;
 
-/// The heap is grown by allocations of at most this size, so a prefault
-/// leaves free chunks of a size merges of large segments can use whole or
-/// coalesced.
+/// The heap is grown by allocations of at most this size, each faulted in
+/// before the next is taken. Freed together, they coalesce into one free
+/// region, so the size is no limit on the buffers it can serve.
 const PREFAULT_CHUNK_BYTES: usize = 64 << 20;
 
 /// Bytes between two writes when faulting pages in by hand.
@@ -146,7 +146,7 @@ pub fn prefault_retained_memory(bytes: usize) -> Result<bool, Error> {
     }
     assert_eq!(chunks.len(), bytes.div_ceil(PREFAULT_CHUNK_BYTES));
     // Freed, the chunks coalesce with each other and the heap's top: one
-    // free region of resident pages, never trimmed below its threshold.
+    // free region of resident pages, never trimmed.
     drop(chunks);
     Ok(true)
 }
