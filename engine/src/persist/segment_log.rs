@@ -61,7 +61,7 @@ use crate::Snapshot;
 /// still measured faster than 256 KiB chunks from the arena (BENCHMARKS.md).
 pub const WRITE_CHUNK_BYTES: usize = 1 << 20;
 /// DMA writes of one fdatasync group in flight at once, so at most this
-/// many [`WRITE_CHUNK_BYTES`] buffers (8 MiB) are held per core while a
+/// many `WRITE_CHUNK_BYTES` buffers (8 MiB) are held per core while a
 /// flush runs. They do not come out of locked memory: a 1 MiB `io_memory`
 /// arena (what RLIMIT_MEMLOCK = 8 MiB affords two cores) cannot hold a
 /// 1 MiB chunk, so glommio hands out heap buffers; this constant is what
