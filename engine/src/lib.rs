@@ -79,7 +79,8 @@
 //! - `merge_step` also releases the pages of segments that merges (or
 //!   `clear`) retired, a chunk per step, so freeing hundreds of MiB never
 //!   lands on one call (unless the process keeps freed memory, see
-//!   [`retain_freed_memory`]: then the pages stay for the next merges); [`Store::merge_needed`] stays true until that is done.
+//!   [`retain_freed_memory`]: then the pages stay for the next merges);
+//!   [`Store::merge_needed`] stays true until that is done.
 //!   Segments a snapshot still holds are freed when its last holder drops.
 //! - Large segment buffers are advised onto transparent huge pages (fewer TLB
 //!   misses on random lookups): eagerly for unbudgeted merges

@@ -284,7 +284,8 @@ impl Segment {
 
     /// Gives back up to `chunk_bytes` more of the physical pages of this
     /// (retired, unshared) segment's buffers of 1 MiB and more; true once
-    /// all are. Smaller ones are freed or pooled on drop as they are.
+    /// all are (at once in a process that keeps freed memory). Smaller ones
+    /// are freed or pooled on drop as they are.
     pub fn release_pages(&mut self, chunk_bytes: usize) -> bool {
         if freed_memory_kept() {
             // Pages the allocator keeps for reuse would only fault back in
