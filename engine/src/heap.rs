@@ -30,6 +30,18 @@ impl<T: Copy + Default> CursorHeap<T> {
         self.items[..self.len].first()
     }
 
+    /// The item that would come out after the top (the better of the top's
+    /// children), without changing anything.
+    #[inline]
+    pub fn runner_up(&self, before: impl Fn(&T, &T) -> bool) -> Option<&T> {
+        match self.len {
+            0 | 1 => None,
+            2 => Some(&self.items[1]),
+            _ if before(&self.items[2], &self.items[1]) => Some(&self.items[2]),
+            _ => Some(&self.items[1]),
+        }
+    }
+
     /// Adds `item`; `before(a, b)` is true when `a` must come out before `b`.
     pub fn push(&mut self, item: T, before: impl Fn(&T, &T) -> bool) {
         assert!(self.len < STACK_HEIGHT_LIMIT);
@@ -103,7 +115,9 @@ mod tests {
         let mut out = Vec::new();
         while let Some(&top) = heap.peek() {
             out.push(top);
+            let runner_up = heap.runner_up(before).copied();
             heap.pop(before);
+            assert_eq!(runner_up, heap.peek().copied());
         }
         assert_eq!(out, [4, 6, 1, 3, 2, 0, 5]);
     }

@@ -1,0 +1,165 @@
+//! Bulk copies: a run of records that one input holds alone, copied as one
+//! block instead of record by record.
+//!
+//! While the heap's top input keeps holding the smallest key, the records
+//! it holds below the next input's head key have no other version in the
+//! merge, and in a segment they sit one after the other in `data`. Such a
+//! run needs none of the per-record work (a heap replacement, a duplicate
+//! check, a copy call): one `memcpy` of its bytes and a pass over its meta
+//! that moves each offset by the same amount. Runs are how a bulk load of
+//! ordered keys merges (every input a key range of its own: each merge is a
+//! concatenation), and how a small segment merges into a large one (the
+//! large one's records between two of the small one's keys).
+//!
+//! Finding a run costs one key comparison and one record load when there is
+//! none, and it is only looked for after the same input won twice in a
+//! row, so a merge of evenly interleaved inputs pays almost nothing for it.
+//! Its end is found by galloping: probes at doubling distances, then a
+//! binary search, so a run of `n` records costs `O(log n)` key loads. A run
+//! stops before any record the merge would drop (a tombstone or an expired
+//! record at the bottom of the stack), before a record whose bytes do not
+//! follow the previous record's (a layout the format allows), and at
+//! [`RUN_BYTES_MAX`], so a step still looks at the clock often.
+
+use super::{before, keep, key_order, CursorHeap, Head, Meta, Op, Output, Views, META_WORDS};
+use std::cmp::Ordering;
+
+/// Most bytes one bulk copy moves: the per-record loop's clock-check
+/// interval, so a step's deadline is kept as well as before.
+pub(super) const RUN_BYTES_MAX: usize = super::COPY_BYTES_PER_CLOCK_CHECK;
+
+/// Copies the run of records at the heap's top, if its input holds at least
+/// two records below every other input's head, and moves the top past it.
+/// Returns the bytes copied (0: no run, nothing changed).
+pub(super) fn copy_run(
+    views: &Views,
+    heap: &mut CursorHeap<Head>,
+    out: &mut Output,
+    drop_bottom: bool,
+    now_ms: u64,
+) -> usize {
+    debug_assert!(out.copy.is_none());
+    let Some(&top) = heap.peek() else {
+        return 0;
+    };
+    let bound = heap.runner_up(|a, b| before(views, a, b)).copied();
+    if let Some(bound) = &bound {
+        // An equal key elsewhere is an older version to skip: the
+        // per-record path handles that.
+        if key_order(views, &top, bound) != Ordering::Less {
+            return 0;
+        }
+    }
+    let input = usize::from(top.input);
+    let end = run_end(views, &top, bound.as_ref());
+    if end - top.position < 2 {
+        return 0;
+    }
+    let (end, bytes) = copyable_prefix(views, input, top.position..end, drop_bottom, now_ms);
+    if end == top.position {
+        return 0;
+    }
+    emit_run(views, out, input, top.position..end, bytes);
+    if end == views.records(input) {
+        heap.pop(|a, b| before(views, a, b));
+    } else {
+        heap.replace_top(Head::load(views, input, end), |a, b| before(views, a, b));
+    }
+    bytes
+}
+
+/// The first position after `top` in its input whose key is not below
+/// `bound` (the input's end without one), found by galloping. Probing stops
+/// early once the probed records' bytes pass [`RUN_BYTES_MAX`] (their
+/// offsets say so when the layout is contiguous, and `copyable_prefix`
+/// checks): a longer run would only be cut there.
+fn run_end(views: &Views, top: &Head, bound: Option<&Head>) -> usize {
+    let input = usize::from(top.input);
+    let records = views.records(input);
+    let start_offset = views.meta(input, top.position).offset;
+    let below = |position: usize| {
+        bound.map_or(true, |bound| {
+            key_order(views, &Head::load(views, input, position), bound) == Ordering::Less
+        })
+    };
+    // `good` is below the bound; `bad` is the input's end or not below it.
+    let mut good = top.position;
+    let mut step = 1;
+    let mut bad = loop {
+        let probe = good + step;
+        if probe >= records {
+            break records;
+        }
+        if !below(probe) {
+            break probe;
+        }
+        good = probe;
+        if views.meta(input, probe).offset.saturating_sub(start_offset) > RUN_BYTES_MAX {
+            // Far enough: everything up to `good` is below the bound.
+            return good;
+        }
+        step *= 2;
+    };
+    while bad - good > 1 {
+        let middle = good + (bad - good) / 2;
+        if below(middle) {
+            good = middle;
+        } else {
+            bad = middle;
+        }
+    }
+    bad
+}
+
+/// The end of the longest prefix of `positions` that one block copy can
+/// move (every record kept, each record's bytes right after the previous
+/// one's, at most [`RUN_BYTES_MAX`] bytes in all), and its bytes.
+fn copyable_prefix(
+    views: &Views,
+    input: usize,
+    positions: std::ops::Range<usize>,
+    drop_bottom: bool,
+    now_ms: u64,
+) -> (usize, usize) {
+    let mut next_offset = views.meta(input, positions.start).offset;
+    let start_offset = next_offset;
+    for position in positions.clone() {
+        let meta = views.meta(input, position);
+        let bytes = next_offset - start_offset;
+        if meta.offset != next_offset
+            || bytes + meta.len() > RUN_BYTES_MAX
+            || !keep(views, input, drop_bottom, now_ms, meta)
+        {
+            return (position, bytes);
+        }
+        next_offset += meta.len();
+    }
+    (positions.end, next_offset - start_offset)
+}
+
+/// Appends the records `positions` of `input` (their `bytes` contiguous in
+/// its `data`) to the output: one copy of the bytes, and their meta with
+/// each offset moved to the output's.
+fn emit_run(
+    views: &Views,
+    out: &mut Output,
+    input: usize,
+    positions: std::ops::Range<usize>,
+    bytes: usize,
+) {
+    let words = &views.meta[input][positions.start * META_WORDS..positions.end * META_WORDS];
+    let from = words[1] as usize;
+    let to = out.data.len();
+    // Output capacity covers every input byte: this never reallocates.
+    debug_assert!(to + bytes <= out.data.capacity());
+    debug_assert!(out.meta.len() + words.len() <= out.meta.capacity());
+    out.data
+        .extend_from_slice(&views.data[input][from..from + bytes]);
+    for record in words.chunks_exact(META_WORDS) {
+        let meta = Meta::unpack([record[0], record[1]]);
+        out.key_value_bytes += meta.key_len + meta.value_len;
+        out.tombstones += usize::from(meta.op == Op::Delete);
+        out.meta
+            .extend_from_slice(&[record[0], (record[1] as usize - from + to) as u64]);
+    }
+}
