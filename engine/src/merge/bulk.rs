@@ -11,9 +11,12 @@
 //! concatenation), and how a small segment merges into a large one (the
 //! large one's records between two of the small one's keys).
 //!
-//! Finding a run costs one key comparison and one record load when there is
-//! none, and it is only looked for after the same input won twice in a
-//! row, so a merge of evenly interleaved inputs pays almost nothing for it.
+//! Finding a run costs a few key comparisons and one record load when there
+//! is none, so it is only looked for after the same input won
+//! [`STREAK_MIN`] times in a row, and after each look that found none the
+//! streak it takes doubles (up to [`STREAK_MAX`]): a merge of evenly
+//! interleaved inputs, which has no runs, then pays almost nothing for
+//! them (`merge_sim`'s random overwrites merge at the same CPU per record).
 //! Its end is found by galloping: probes at doubling distances, then a
 //! binary search, so a run of `n` records costs `O(log n)` key loads. A run
 //! stops before any record the merge would drop (a tombstone or an expired
@@ -21,12 +24,55 @@
 //! follow the previous record's (a layout the format allows), and at
 //! [`RUN_BYTES_MAX`], so a step still looks at the clock often.
 
-use super::{before, keep, key_order, CursorHeap, Head, Meta, Op, Output, Views, META_WORDS};
-use std::cmp::Ordering;
+use super::{before, keep, key_below, CursorHeap, Head, Meta, Op, Output, Views, META_WORDS};
 
 /// Most bytes one bulk copy moves: the per-record loop's clock-check
 /// interval, so a step's deadline is kept as well as before.
 pub(super) const RUN_BYTES_MAX: usize = super::COPY_BYTES_PER_CLOCK_CHECK;
+
+/// Wins in a row by one input after which a run is looked for.
+const STREAK_MIN: u32 = 2;
+/// Longest streak a run waits for after looks that found none.
+const STREAK_MAX: u32 = 64;
+
+/// Decides when the heap's top is worth a look for a run.
+pub(super) struct RunWatch {
+    input: u8,
+    streak: u32,
+    streak_wanted: u32,
+}
+
+impl RunWatch {
+    pub fn new() -> RunWatch {
+        RunWatch {
+            input: 0,
+            streak: 0,
+            streak_wanted: STREAK_MIN,
+        }
+    }
+
+    /// Counts `input` at the heap's top once more; true when its streak is
+    /// long enough for a look.
+    #[inline]
+    pub fn worth_a_look(&mut self, input: u8) -> bool {
+        if self.streak > 0 && input == self.input {
+            self.streak += 1;
+        } else {
+            (self.input, self.streak) = (input, 1);
+        }
+        self.streak >= self.streak_wanted
+    }
+
+    /// The look found a run or not.
+    #[inline]
+    pub fn looked(&mut self, found: bool) {
+        self.streak_wanted = if found {
+            STREAK_MIN
+        } else {
+            (self.streak_wanted * 2).min(STREAK_MAX)
+        };
+    }
+}
 
 /// Copies the run of records at the heap's top, if its input holds at least
 /// two records below every other input's head, and moves the top past it.
@@ -46,7 +92,7 @@ pub(super) fn copy_run(
     if let Some(bound) = &bound {
         // An equal key elsewhere is an older version to skip: the
         // per-record path handles that.
-        if key_order(views, &top, bound) != Ordering::Less {
+        if !key_below(views, &top, bound) {
             return 0;
         }
     }
@@ -79,7 +125,7 @@ fn run_end(views: &Views, top: &Head, bound: Option<&Head>) -> usize {
     let start_offset = views.meta(input, top.position).offset;
     let below = |position: usize| {
         bound.map_or(true, |bound| {
-            key_order(views, &Head::load(views, input, position), bound) == Ordering::Less
+            key_below(views, &Head::load(views, input, position), bound)
         })
     };
     // `good` is below the bound; `bad` is the input's end or not below it.

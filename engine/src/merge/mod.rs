@@ -64,7 +64,6 @@ use crate::pool::{advise_huge_pages, Pool, Purpose};
 use crate::record::{compare_keys, is_expired, key_prefix, Meta, Op, META_WORDS, PREFIX_BYTES};
 use crate::segment::Segment;
 use crate::STACK_HEIGHT_LIMIT;
-use std::cmp::Ordering;
 use std::ops::Range;
 use std::rc::Rc;
 use std::time::Duration;
@@ -285,9 +284,8 @@ pub(crate) struct MergeJob {
     /// The clock that decides which records are expired.
     pub now_ms: u64,
     heap: CursorHeap<Head>,
-    /// The input of the record the per-record path merged last: a run is
-    /// looked for only once the same input wins again (see `bulk`).
-    last_winner: Option<u8>,
+    /// When the heap's top is worth a look for a run (see `bulk`).
+    runs: bulk::RunWatch,
     out: Output,
     phase: Phase,
     eager_huge_pages: bool,
@@ -336,7 +334,7 @@ impl MergeJob {
         MergeJob {
             run_start: run.start,
             heap,
-            last_winner: None,
+            runs: bulk::RunWatch::new(),
             inputs,
             drop_bottom: run.start == 0,
             now_ms,
@@ -504,8 +502,9 @@ impl MergeJob {
                 let Some(&winner) = heap.peek() else {
                     return true;
                 };
-                if Some(winner.input) == self.last_winner {
+                if self.runs.worth_a_look(winner.input) {
                     let bytes = bulk::copy_run(&views, heap, out, self.drop_bottom, self.now_ms);
+                    self.runs.looked(bytes > 0);
                     if bytes > 0 {
                         copied_bytes += bytes;
                         if copied_bytes >= COPY_BYTES_PER_CLOCK_CHECK {
@@ -514,7 +513,6 @@ impl MergeJob {
                         continue;
                     }
                 }
-                self.last_winner = Some(winner.input);
                 let meta = views.meta(usize::from(winner.input), winner.position);
                 advance(&views, heap, &winner);
                 // Older versions of the key come next in heap order: skip them.
@@ -619,36 +617,35 @@ pub(crate) fn touch_pages<T: Default + Copy>(
 /// Heap order: smallest head key first; the newest input first on ties.
 #[inline]
 fn before(views: &Views, a: &Head, b: &Head) -> bool {
-    match key_order(views, a, b) {
-        Ordering::Equal => a.input > b.input,
-        order => order == Ordering::Less,
-    }
-}
-
-/// The order of two heads' keys, whichever inputs they are in.
-#[inline]
-fn key_order(views: &Views, a: &Head, b: &Head) -> Ordering {
     if a.prefix != b.prefix {
-        return a.prefix.cmp(&b.prefix);
+        return a.prefix < b.prefix;
     }
     if a.key_len != b.key_len && a.key_len.min(b.key_len) as usize <= PREFIX_BYTES {
         // Equal padded prefixes and a key of at most PREFIX_BYTES: it is a
         // prefix of the other key, so the shorter comes first.
-        return a.key_len.cmp(&b.key_len);
+        return a.key_len < b.key_len;
     }
     if a.key_len as usize <= PREFIX_BYTES {
         // The same key (equal lengths, both within the prefix).
-        return Ordering::Equal;
+        return a.input > b.input;
     }
-    order_by_tails(views, a, b)
+    before_by_tails(views, a, b)
 }
 
-/// [`key_order`] for two keys longer than [`PREFIX_BYTES`] with equal
-/// prefixes, kept out of line so the common path stays small enough to
-/// inline.
+/// [`before`] for two keys longer than [`PREFIX_BYTES`] with equal prefixes,
+/// kept out of line so the common path stays small enough to inline.
 #[inline(never)]
-fn order_by_tails(views: &Views, a: &Head, b: &Head) -> Ordering {
-    compare_keys(a.tail(views), b.tail(views))
+fn before_by_tails(views: &Views, a: &Head, b: &Head) -> bool {
+    match compare_keys(a.tail(views), b.tail(views)) {
+        std::cmp::Ordering::Equal => a.input > b.input,
+        order => order == std::cmp::Ordering::Less,
+    }
+}
+
+/// Whether `a`'s key is smaller than `b`'s, whichever inputs they are in.
+#[inline]
+fn key_below(views: &Views, a: &Head, b: &Head) -> bool {
+    before(views, a, b) && !a.same_key(b, views)
 }
 
 /// Moves the heap's top cursor, `top`, past its head record.
