@@ -775,6 +775,36 @@ mod tests {
         (records, steps)
     }
 
+    /// Merges `inputs` (oldest first) from the bottom and from the second
+    /// input, in tiny and in unbounded steps, and checks each output
+    /// against a model: the newest version of each key wins, and a merge
+    /// from the bottom drops deletes and expired records.
+    fn check_against_model(
+        inputs: &[BTreeMap<Vec<u8>, Version>],
+        now_ms: u64,
+        pool: &Rc<Pool>,
+        seed: u64,
+    ) {
+        let height = inputs.len();
+        let stack: Vec<Rc<Segment>> = inputs.iter().map(|r| segment(r, pool)).collect();
+        for start in [0, 1] {
+            let mut model: BTreeMap<Vec<u8>, Version> = BTreeMap::new();
+            for records in &inputs[start..] {
+                model.extend(records.clone());
+            }
+            if start == 0 {
+                model.retain(|_, version| {
+                    matches!(version, Some((_, expiry)) if !is_expired(*expiry, now_ms))
+                });
+            }
+            let expected: Vec<_> = model.into_iter().collect();
+            for budget in [Duration::from_micros(20), Duration::from_secs(60)] {
+                let (merged, _) = merge(&stack, start..height, now_ms, pool, budget);
+                assert_eq!(merged, expected, "seed {seed}, run {start}..{height}");
+            }
+        }
+    }
+
     #[test]
     fn merges_match_a_model_for_keys_that_stress_the_prefix_order() {
         let pool = Rc::new(Pool::new(1 << 30));
@@ -796,24 +826,7 @@ mod tests {
                 }
                 inputs.push(records);
             }
-            let stack: Vec<Rc<Segment>> = inputs.iter().map(|r| segment(r, &pool)).collect();
-            for start in [0, 1] {
-                // The newest input's version of each key wins.
-                let mut model: BTreeMap<Vec<u8>, Version> = BTreeMap::new();
-                for records in &inputs[start..] {
-                    model.extend(records.clone());
-                }
-                if start == 0 {
-                    model.retain(|_, version| {
-                        matches!(version, Some((_, expiry)) if !is_expired(*expiry, now_ms))
-                    });
-                }
-                let expected: Vec<_> = model.into_iter().collect();
-                for budget in [Duration::from_micros(20), Duration::from_secs(60)] {
-                    let (merged, _) = merge(&stack, start..height, now_ms, &pool, budget);
-                    assert_eq!(merged, expected, "seed {seed}, run {start}..{height}");
-                }
-            }
+            check_against_model(&inputs, now_ms, &pool, seed);
         }
     }
 
@@ -854,23 +867,7 @@ mod tests {
                     next_key += 1;
                 }
             }
-            let stack: Vec<Rc<Segment>> = inputs.iter().map(|r| segment(r, &pool)).collect();
-            for start in [0, 1] {
-                let mut model: BTreeMap<Vec<u8>, Version> = BTreeMap::new();
-                for records in &inputs[start..] {
-                    model.extend(records.clone());
-                }
-                if start == 0 {
-                    model.retain(|_, version| {
-                        matches!(version, Some((_, expiry)) if !is_expired(*expiry, now_ms))
-                    });
-                }
-                let expected: Vec<_> = model.into_iter().collect();
-                for budget in [Duration::from_micros(20), Duration::from_secs(60)] {
-                    let (merged, _) = merge(&stack, start..height, now_ms, &pool, budget);
-                    assert_eq!(merged, expected, "seed {seed}, run {start}..{height}");
-                }
-            }
+            check_against_model(&inputs, now_ms, &pool, seed);
         }
     }
 
