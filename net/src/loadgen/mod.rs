@@ -4,14 +4,14 @@
 //! server's one, so it must spend far less CPU per request than the server
 //! or every figure measures the load generator. Hence its shape:
 //!
-//! - one pinned thread per io_uring ring ([`ring`]), many connections per
+//! - one pinned thread per io_uring ring (`ring`), many connections per
 //!   thread, every queued operation submitted in one `io_uring_enter`;
 //! - buffers allocated once per connection at start; the hot loop encodes
 //!   commands in place and only frames replies (counts them, notes errors);
 //! - cluster-aware: it reads `CLUSTER SLOTS` once, opens connections per
 //!   (thread, port) and draws each connection's keys from the pool of keys
-//!   that port owns ([`workload`]), so no request is ever redirected;
-//! - HDR histograms per thread and command, merged at the end ([`stats`]).
+//!   that port owns (`workload`), so no request is ever redirected;
+//! - HDR histograms per thread and command, merged at the end (`stats`).
 //!
 //! It does not follow `-MOVED`/`-ASK` (they count as errors): the topology
 //! must hold still during a run, which is what a benchmark wants anyway.
