@@ -76,42 +76,43 @@ impl RunWatch {
 
 /// Copies the run of records at the heap's top, if its input holds at least
 /// two records below every other input's head, and moves the top past it.
-/// Returns the bytes copied (0: no run, nothing changed).
+/// Returns the bytes copied, or `None` (nothing changed) without a run.
+/// (Not a byte count alone: a run of one empty record copies no byte.)
 pub(super) fn copy_run(
     views: &Views,
     heap: &mut CursorHeap<Head>,
     out: &mut Output,
     drop_bottom: bool,
     now_ms: u64,
-) -> usize {
+) -> Option<usize> {
     debug_assert!(out.copy.is_none());
-    let Some(&top) = heap.peek() else {
-        return 0;
-    };
+    let top = *heap.peek()?;
     let bound = heap.runner_up(|a, b| before(views, a, b)).copied();
     if let Some(bound) = &bound {
         // An equal key elsewhere is an older version to skip: the
         // per-record path handles that.
         if !key_below(views, &top, bound) {
-            return 0;
+            return None;
         }
     }
     let input = usize::from(top.input);
+    let records = views.records(input);
     let end = run_end(views, &top, bound.as_ref());
+    assert!(top.position < end && end <= records);
     if end - top.position < 2 {
-        return 0;
+        return None;
     }
     let (end, bytes) = copyable_prefix(views, input, top.position..end, drop_bottom, now_ms);
     if end == top.position {
-        return 0;
+        return None;
     }
     emit_run(views, out, input, top.position..end, bytes);
-    if end == views.records(input) {
+    if end == records {
         heap.pop(|a, b| before(views, a, b));
     } else {
         heap.replace_top(Head::load(views, input, end), |a, b| before(views, a, b));
     }
-    bytes
+    Some(bytes)
 }
 
 /// The first position after `top` in its input whose key is not below
@@ -193,6 +194,7 @@ fn emit_run(
     positions: std::ops::Range<usize>,
     bytes: usize,
 ) {
+    assert!(!positions.is_empty() && bytes <= RUN_BYTES_MAX);
     let words = &views.meta[input][positions.start * META_WORDS..positions.end * META_WORDS];
     let from = words[1] as usize;
     let to = out.data.len();

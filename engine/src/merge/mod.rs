@@ -503,9 +503,9 @@ impl MergeJob {
                     return true;
                 };
                 if self.runs.worth_a_look(winner.input) {
-                    let bytes = bulk::copy_run(&views, heap, out, self.drop_bottom, self.now_ms);
-                    self.runs.looked(bytes > 0);
-                    if bytes > 0 {
+                    let run = bulk::copy_run(&views, heap, out, self.drop_bottom, self.now_ms);
+                    self.runs.looked(run.is_some());
+                    if let Some(bytes) = run {
                         copied_bytes += bytes;
                         if copied_bytes >= COPY_BYTES_PER_CLOCK_CHECK {
                             break;
