@@ -24,7 +24,7 @@
 //! follow the previous record's (a layout the format allows), and at
 //! [`RUN_BYTES_MAX`], so a step still looks at the clock often.
 
-use super::{before, keep, key_below, CursorHeap, Head, Meta, Op, Output, Views, META_WORDS};
+use super::{before, keep, key_below, CursorHeap, Head, Op, Output, Views, META_WORDS};
 
 /// Most bytes one bulk copy moves: the per-record loop's clock-check
 /// interval, so a step's deadline is kept as well as before.
@@ -102,17 +102,29 @@ pub(super) fn copy_run(
     if end - top.position < 2 {
         return None;
     }
-    let (end, bytes) = copyable_prefix(views, input, top.position..end, drop_bottom, now_ms);
-    if end == top.position {
+    let run = copyable_prefix(views, input, top.position..end, drop_bottom, now_ms);
+    if run.end == top.position {
         return None;
     }
-    emit_run(views, out, input, top.position..end, bytes);
-    if end == records {
+    emit_run(views, out, input, top.position, &run);
+    if run.end == records {
         heap.pop(|a, b| before(views, a, b));
     } else {
-        heap.replace_top(Head::load(views, input, end), |a, b| before(views, a, b));
+        heap.replace_top(Head::load(views, input, run.end), |a, b| {
+            before(views, a, b)
+        });
     }
-    Some(bytes)
+    Some(run.bytes)
+}
+
+/// What [`copyable_prefix`] found: where the run ends, and what its
+/// records add to the output's counts (counted as it read their meta, so
+/// `emit_run` need not unpack it again).
+struct CopyableRun {
+    end: usize,
+    bytes: usize,
+    key_value_bytes: usize,
+    tombstones: usize,
 }
 
 /// The first position after `top` in its input whose key is not below
@@ -158,56 +170,57 @@ fn run_end(views: &Views, top: &Head, bound: Option<&Head>) -> usize {
     bad
 }
 
-/// The end of the longest prefix of `positions` that one block copy can
-/// move (every record kept, each record's bytes right after the previous
-/// one's, at most [`RUN_BYTES_MAX`] bytes in all), and its bytes.
+/// The longest prefix of `positions` that one block copy can move (every
+/// record kept, each record's bytes right after the previous one's, at
+/// most [`RUN_BYTES_MAX`] bytes in all).
 fn copyable_prefix(
     views: &Views,
     input: usize,
     positions: std::ops::Range<usize>,
     drop_bottom: bool,
     now_ms: u64,
-) -> (usize, usize) {
-    let mut next_offset = views.meta(input, positions.start).offset;
-    let start_offset = next_offset;
-    for position in positions.clone() {
+) -> CopyableRun {
+    let start_offset = views.meta(input, positions.start).offset;
+    let mut run = CopyableRun {
+        end: positions.end,
+        bytes: 0,
+        key_value_bytes: 0,
+        tombstones: 0,
+    };
+    for position in positions {
         let meta = views.meta(input, position);
-        let bytes = next_offset - start_offset;
-        if meta.offset != next_offset
-            || bytes + meta.len() > RUN_BYTES_MAX
+        if meta.offset != start_offset + run.bytes
+            || run.bytes + meta.len() > RUN_BYTES_MAX
             || !keep(views, input, drop_bottom, now_ms, meta)
         {
-            return (position, bytes);
+            run.end = position;
+            break;
         }
-        next_offset += meta.len();
+        run.bytes += meta.len();
+        run.key_value_bytes += meta.key_len + meta.value_len;
+        run.tombstones += usize::from(meta.op == Op::Delete);
     }
-    (positions.end, next_offset - start_offset)
+    run
 }
 
-/// Appends the records `positions` of `input` (their `bytes` contiguous in
-/// its `data`) to the output: one copy of the bytes, and their meta with
-/// each offset moved to the output's.
-fn emit_run(
-    views: &Views,
-    out: &mut Output,
-    input: usize,
-    positions: std::ops::Range<usize>,
-    bytes: usize,
-) {
-    assert!(!positions.is_empty() && bytes <= RUN_BYTES_MAX);
-    let words = &views.meta[input][positions.start * META_WORDS..positions.end * META_WORDS];
+/// Appends `input`'s records from `start` to `run.end` (their bytes
+/// contiguous in its `data`) to the output: one copy of the bytes, and
+/// their meta with each offset moved to the output's.
+fn emit_run(views: &Views, out: &mut Output, input: usize, start: usize, run: &CopyableRun) {
+    assert!(start < run.end && run.bytes <= RUN_BYTES_MAX);
+    let words = &views.meta[input][start * META_WORDS..run.end * META_WORDS];
     let from = words[1] as usize;
     let to = out.data.len();
     // Output capacity covers every input byte: this never reallocates.
-    debug_assert!(to + bytes <= out.data.capacity());
+    debug_assert!(to + run.bytes <= out.data.capacity());
     debug_assert!(out.meta.len() + words.len() <= out.meta.capacity());
     out.data
-        .extend_from_slice(&views.data[input][from..from + bytes]);
+        .extend_from_slice(&views.data[input][from..from + run.bytes]);
     for record in words.chunks_exact(META_WORDS) {
-        let meta = Meta::unpack([record[0], record[1]]);
-        out.key_value_bytes += meta.key_len + meta.value_len;
-        out.tombstones += usize::from(meta.op == Op::Delete);
+        // Only the offset changes: the first word is copied as it is.
         out.meta
             .extend_from_slice(&[record[0], (record[1] as usize - from + to) as u64]);
     }
+    out.key_value_bytes += run.key_value_bytes;
+    out.tombstones += run.tombstones;
 }

@@ -771,7 +771,14 @@ mod tests {
                     .then(|| (meta.value(data).to_vec(), meta.expire_at_ms(data)));
                 (meta.key(data).to_vec(), version)
             })
-            .collect();
+            .collect::<Vec<(Vec<u8>, Version)>>();
+        // The output's byte count (the store's accounting) matches what it
+        // holds, whichever path copied each record.
+        let key_value_bytes: usize = records
+            .iter()
+            .map(|(key, version)| key.len() + version.as_ref().map_or(0, |(v, _)| v.len()))
+            .sum();
+        assert_eq!(output.key_value_bytes(), key_value_bytes);
         (records, steps)
     }
 
