@@ -5,16 +5,8 @@
 
 mod durable_support;
 
-use durable_support::{async_config, dump, fresh_dir, open_core0, run, sets};
-use tessera_engine::{DurableStore, UNPERSISTED_SEGMENTS_MAX};
-
-async fn commit_keys(durable: &mut DurableStore, keys: std::ops::Range<usize>) {
-    for i in keys {
-        let key = format!("key-{i:05}").into_bytes();
-        let batch = sets(durable, &[(&key, b"value")]);
-        durable.commit(batch).await.unwrap();
-    }
-}
+use durable_support::{async_config, commit_numbered, dump, fresh_dir, open_core0, run};
+use tessera_engine::UNPERSISTED_SEGMENTS_MAX;
 
 #[test]
 fn a_write_held_back_by_a_flight_merges_meanwhile() {
@@ -25,17 +17,17 @@ fn a_write_held_back_by_a_flight_merges_meanwhile() {
         let mut durable = open_core0(&root, config.clone()).await;
         // Twelve written segments and no maintenance: more than the stack
         // height bound (8) waiting for the merger.
-        commit_keys(&mut durable, 0..12).await;
+        commit_numbered(&mut durable, 0..12).await;
         durable.flush().await.unwrap();
         assert_eq!(durable.store().height(), 12);
         // The pending limit fills, and the last of these starts a flight.
         let pending_end = 12 + UNPERSISTED_SEGMENTS_MAX;
-        commit_keys(&mut durable, 12..pending_end).await;
+        commit_numbered(&mut durable, 12..pending_end).await;
         assert_eq!(durable.unpersisted_segments(), UNPERSISTED_SEGMENTS_MAX);
         let merges_before = durable.store().merges_completed();
         assert!(!durable.store().stats().merge_in_progress);
         // No room: this write waits for the flight to land.
-        commit_keys(&mut durable, pending_end..pending_end + 1).await;
+        commit_numbered(&mut durable, pending_end..pending_end + 1).await;
         assert_eq!(durable.unpersisted_segments(), 1, "the flight landed");
         let stats = durable.store().stats();
         assert!(

@@ -7,7 +7,9 @@ mod durable_support;
 
 use std::time::{Duration, Instant};
 
-use durable_support::{dump, fresh_dir, open_faulty, run, sets, store_config};
+use durable_support::{
+    commit_numbered, dump, fresh_dir, numbered_key, open_faulty, run, store_config,
+};
 use tessera_engine::{
     DmaLayer, Durability, DurableConfig, DurableStore, Fault, FileLayer, FLIGHT_SEGMENTS_MIN,
 };
@@ -20,18 +22,6 @@ fn config(flush_interval_ms: u64, flight_segments_min: usize) -> DurableConfig {
         durability: Durability::Async { flush_interval_ms },
         flight_segments_min,
         ..DurableConfig::default()
-    }
-}
-
-fn key(i: usize) -> Vec<u8> {
-    format!("key-{i:04}").into_bytes()
-}
-
-async fn commit_keys<L: FileLayer>(durable: &mut DurableStore<L>, keys: std::ops::Range<usize>) {
-    for i in keys {
-        let key = key(i);
-        let batch = sets(durable, &[(&key, b"value")]);
-        durable.commit(batch).await.unwrap();
     }
 }
 
@@ -62,9 +52,9 @@ fn enough_waiting_segments_fly_without_a_flush_and_land_durable() {
     run(async move {
         // An interval no test outlives: only the segment count starts it.
         let (plan, mut durable) = open_faulty(&dir, config(60_000, FLIGHT_SEGMENTS_MIN)).await;
-        commit_keys(&mut durable, 0..FLIGHT_SEGMENTS_MIN - 1).await;
+        commit_numbered(&mut durable, 0..FLIGHT_SEGMENTS_MIN - 1).await;
         assert_eq!(durable.file_commits(), 0, "below the minimum, no flight");
-        commit_keys(&mut durable, FLIGHT_SEGMENTS_MIN - 1..FLIGHT_SEGMENTS_MIN).await;
+        commit_numbered(&mut durable, FLIGHT_SEGMENTS_MIN - 1..FLIGHT_SEGMENTS_MIN).await;
         step_until_persisted(&mut durable).await;
         assert_eq!(durable.file_commits(), FLIGHT_SEGMENTS_MIN as u64);
         assert!(plan.writes_in_flight_max() > 1, "one write at a time");
@@ -92,13 +82,17 @@ fn a_failed_flight_is_written_again_and_nothing_is_lost() {
             let (plan, mut durable) = open_faulty(&dir, config(60_000, 2)).await;
             plan.inject_after(1, fault);
             // Writes go on being acknowledged while the flight fails.
-            commit_keys(&mut durable, 0..6).await;
+            commit_numbered(&mut durable, 0..6).await;
             step_until_persisted(&mut durable).await;
             assert_eq!(plan.fired(), 1, "{fault:?}");
             drop(durable);
             let durable = reopen(&dir).await;
             let keys: Vec<Vec<u8>> = dump(&durable).into_iter().map(|(k, _)| k).collect();
-            assert_eq!(keys, (0..6).map(key).collect::<Vec<_>>(), "{fault:?}");
+            assert_eq!(
+                keys,
+                (0..6).map(numbered_key).collect::<Vec<_>>(),
+                "{fault:?}"
+            );
         }
     });
 }
@@ -108,16 +102,16 @@ fn a_store_dropped_mid_flight_reopens_with_a_prefix_of_its_commits() {
     let dir = fresh_dir("durable-async-flight-dropped");
     run(async move {
         let mut durable = reopen(&dir).await;
-        commit_keys(&mut durable, 0..3).await;
+        commit_numbered(&mut durable, 0..3).await;
         durable.flush().await.unwrap();
         // flight_segments_min = 1: every commit finds a flight on its way
         // or starts one; drop while the last may still be writing.
-        commit_keys(&mut durable, 3..40).await;
+        commit_numbered(&mut durable, 3..40).await;
         drop(durable);
         let durable = reopen(&dir).await;
         let keys: Vec<Vec<u8>> = dump(&durable).into_iter().map(|(k, _)| k).collect();
         assert!(keys.len() >= 3, "the flushed commits survive");
-        assert_eq!(keys, (0..keys.len()).map(key).collect::<Vec<_>>());
+        assert_eq!(keys, (0..keys.len()).map(numbered_key).collect::<Vec<_>>());
     });
 }
 
@@ -132,7 +126,7 @@ fn a_light_load_waits_half_an_interval_before_its_flight() {
         )
         .await;
         let started = Instant::now();
-        commit_keys(&mut durable, 0..1).await;
+        commit_numbered(&mut durable, 0..1).await;
         durable
             .maintenance_step(Duration::from_micros(200))
             .await
@@ -151,7 +145,7 @@ fn a_flight_minimum_out_of_range_is_refused_and_the_store_keeps_its_data() {
     let dir = fresh_dir("durable-async-flight-config");
     run(async move {
         let mut durable = reopen(&dir).await;
-        commit_keys(&mut durable, 0..3).await;
+        commit_numbered(&mut durable, 0..3).await;
         durable.close().await.unwrap();
         let before = listing(&dir);
         for bad in [0, tessera_engine::UNPERSISTED_SEGMENTS_MAX + 1] {

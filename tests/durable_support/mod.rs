@@ -57,6 +57,25 @@ pub fn sets_with_room<L: FileLayer>(
     batch
 }
 
+/// The key [`commit_numbered`] writes for `i`: zero-padded, so keys sort
+/// in the order they were written.
+pub fn numbered_key(i: usize) -> Vec<u8> {
+    format!("key-{i:05}").into_bytes()
+}
+
+/// Commits one set of [`numbered_key`]`(i)` per `i` in `keys`, a batch (and
+/// so a segment) each.
+pub async fn commit_numbered<L: FileLayer>(
+    durable: &mut DurableStore<L>,
+    keys: std::ops::Range<usize>,
+) {
+    for i in keys {
+        let key = numbered_key(i);
+        let batch = sets(durable, &[(&key, b"value")]);
+        durable.commit(batch).await.unwrap();
+    }
+}
+
 pub fn is_disk_error(error: &PersistError) -> bool {
     matches!(
         error,
