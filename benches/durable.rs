@@ -248,14 +248,15 @@ const INGEST_RECORD_BYTES: u64 = 16 + INGEST_VALUE_BYTES;
 
 /// One core's async ingest: records `first..first + records` into core
 /// `core`'s store in `root`, in batches, with the server's maintenance
-/// step after each, durable at the end. Returns the merger's copies per
-/// byte applied and where the thread's time went.
+/// step after each, durable at the end (the timed part, up to `timed_end`). Returns
+/// the merger's copies per byte applied and where the thread's time went.
 async fn ingest_core(
     root: &Path,
     core: u32,
     cores: u32,
     first: u64,
     records: u64,
+    timed_end: TimedEnd,
 ) -> (f64, ThreadTime) {
     let mut durable = open_async_ingest(root, core, cores, 10).await;
     let started = ThreadTime::start();
@@ -283,6 +284,9 @@ async fn ingest_core(
     }
     durable.flush().await.unwrap();
     let thread = ThreadTime::since(started);
+    timed_end.reached();
+    // The check counts live keys (a lookup per record): not ingest work,
+    // and the in-memory ingest's clock stops before its own check too.
     let stats = durable.store().stats();
     assert_eq!(stats.live_keys as u64, records);
     (
@@ -291,22 +295,37 @@ async fn ingest_core(
     )
 }
 
-/// Runs `job(core)` for every core at once, each on an executor of its own
-/// (pinned to its core when there are several; one core runs unpinned, as
-/// the one-core figures always have), all started together. Returns the
-/// wall and process CPU seconds from the start to the last one's end, and
-/// the jobs' results in core order.
+/// Where a job of [`on_cores`] ends its timed part: every job must call
+/// [`TimedEnd::reached`] once, after which it may check its results
+/// untimed.
+struct TimedEnd(std::sync::Arc<std::sync::Barrier>);
+
+impl TimedEnd {
+    /// Waits until every job (and the clock) got here.
+    fn reached(self) {
+        self.0.wait();
+    }
+}
+
+/// Runs `job(core, end)` for every core at once, each on an executor of its
+/// own (pinned to its core when there are several; one core runs unpinned,
+/// as the one-core figures always have), all started together. Returns the
+/// wall and process CPU seconds from the start until every job has reached
+/// its [`TimedEnd`] (what a job checks after that is not timed), and the
+/// jobs' results in core order.
 fn on_cores<T, F, Fut>(cores: u32, job: F) -> (f64, f64, Vec<T>)
 where
     T: Send,
-    F: Fn(u32) -> Fut + Sync,
+    F: Fn(u32, TimedEnd) -> Fut + Sync,
     Fut: std::future::Future<Output = T>,
 {
     let started = std::sync::Barrier::new(cores as usize + 1);
+    let ended = std::sync::Arc::new(std::sync::Barrier::new(cores as usize + 1));
     std::thread::scope(|scope| {
         let threads: Vec<_> = (0..cores)
             .map(|core| {
                 let (job, started) = (&job, &started);
+                let end = TimedEnd(ended.clone());
                 scope.spawn(move || {
                     let placement = if cores == 1 {
                         glommio::Placement::Unbound
@@ -315,7 +334,7 @@ where
                     };
                     run_on(placement, async move {
                         started.wait();
-                        job(core).await
+                        job(core, end).await
                     })
                 })
             })
@@ -323,12 +342,13 @@ where
         started.wait();
         let wall_started = Instant::now();
         let cpu_started = cpu_secs();
-        let results: Vec<T> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-        (
+        ended.wait();
+        let (wall, cpu) = (
             wall_started.elapsed().as_secs_f64(),
             cpu_secs() - cpu_started,
-            results,
-        )
+        );
+        let results: Vec<T> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        (wall, cpu, results)
     })
 }
 
@@ -339,11 +359,11 @@ fn async_ingest(mb: u64, cores: u32) -> Rate {
     let root = fresh("async");
     let records = mb * 1000 / u64::from(cores);
     DataDir::open_or_create(&root, cores).unwrap();
-    let (elapsed, cpu, results) = on_cores(cores, |core| {
+    let (elapsed, cpu, results) = on_cores(cores, |core, end| {
         let root = &root;
         async move {
             let first = u64::from(core) * records;
-            ingest_core(root, core, cores, first, records).await
+            ingest_core(root, core, cores, first, records, end).await
         }
     });
     std::fs::remove_dir_all(&root).unwrap();
@@ -366,7 +386,7 @@ const FLUSH_BENCH_GROUP_COMMITS: usize = 8;
 fn flush_groups(mb: u64, cores: u32) -> Rate {
     let root = fresh("flush");
     let groups = (mb as usize / cores as usize).div_ceil(FLUSH_BENCH_GROUP_COMMITS);
-    let (elapsed, cpu, results) = on_cores(cores, |core| {
+    let (elapsed, cpu, results) = on_cores(cores, |core, end| {
         let dir = root.join(format!("core-{core}"));
         async move {
             std::fs::create_dir_all(&dir).unwrap();
@@ -380,7 +400,9 @@ fn flush_groups(mb: u64, cores: u32) -> Rate {
             }
             let bytes = log.file_bytes();
             log.close().await.unwrap();
-            (bytes, ThreadTime::since(thread_started))
+            let thread = ThreadTime::since(thread_started);
+            end.reached();
+            (bytes, thread)
         }
     });
     std::fs::remove_dir_all(&root).unwrap();

@@ -19,7 +19,13 @@ for bin in "${SIDES[@]}"; do
     [ -x "$bin" ] || { echo "not executable: $bin" >&2; exit 1; }
 done
 for round in $(seq "$ROUNDS"); do
-    for bin in "${SIDES[@]}"; do
+    # Each round starts with the next binary, so no side always runs first
+    # (the first run of a round measured slower, whatever the binary).
+    order=()
+    for i in "${!SIDES[@]}"; do
+        order+=("${SIDES[$(((i + round - 1) % ${#SIDES[@]}))]}")
+    done
+    for bin in "${order[@]}"; do
         out=$(TESSERA_BENCH_RUNS=1 TESSERA_BENCH_INGEST_MB=$MB "$bin" --bench "$WHAT" 2>/dev/null)
         # "median N MB/s, M MB per CPU-second, ...; ingest thread ... blocked B%"
         summary=$(awk '
