@@ -248,8 +248,9 @@ const INGEST_RECORD_BYTES: u64 = 16 + INGEST_VALUE_BYTES;
 
 /// One core's async ingest: records `first..first + records` into core
 /// `core`'s store in `root`, in batches, with the server's maintenance
-/// step after each, durable at the end (the timed part, up to `timed_end`). Returns
-/// the merger's copies per byte applied and where the thread's time went.
+/// step after each, durable at the end (the timed part, up to
+/// `timed_end`). Returns the merger's copies per byte applied and where the
+/// thread's time went.
 async fn ingest_core(
     root: &Path,
     core: u32,
@@ -295,14 +296,20 @@ async fn ingest_core(
     )
 }
 
-/// Where a job of [`on_cores`] ends its timed part: every job must call
-/// [`TimedEnd::reached`] once, after which it may check its results
-/// untimed.
+/// Where a job of [`on_cores`] ends its timed part ([`TimedEnd::reached`]),
+/// after which it may check its results untimed. Dropped unreached (a job
+/// that panicked) it counts as reached, so the clock's wait ends and the
+/// panic reaches the join instead of hanging the bench.
 struct TimedEnd(std::sync::Arc<std::sync::Barrier>);
 
 impl TimedEnd {
-    /// Waits until every job (and the clock) got here.
-    fn reached(self) {
+    /// Waits until every job (and the clock) got here: the wait is the
+    /// drop's.
+    fn reached(self) {}
+}
+
+impl Drop for TimedEnd {
+    fn drop(&mut self) {
         self.0.wait();
     }
 }

@@ -209,7 +209,7 @@ fn copyable_prefix(
 fn emit_run(views: &Views, out: &mut Output, input: usize, start: usize, run: &CopyableRun) {
     assert!(start < run.end && run.bytes <= RUN_BYTES_MAX);
     let words = &views.meta[input][start * META_WORDS..run.end * META_WORDS];
-    let from = words[1] as usize;
+    let from = views.meta(input, start).offset;
     let to = out.data.len();
     // Output capacity covers every input byte: this never reallocates.
     debug_assert!(to + run.bytes <= out.data.capacity());
